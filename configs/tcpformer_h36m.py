@@ -1,0 +1,64 @@
+r"""TCPFormer on Human3.6M (MotionBERT Stacked-Hourglass pipeline), full size.
+
+The official architecture (AsukaCamellia/TCPFormer, AAAI 2025) with its
+parameter names, so official checkpoints convert (see README). Data, loss,
+optimiser and cadences are those of `l2a_h36m.py` (documented field by field
+there); the model section is documented here.
+
+  python -m l2a_jax.main --config configs/tcpformer_h36m.py --workdir /tmp/tcp
+  python -m l2a_jax.main --config configs/tcpformer_h36m.py:frames=81 ...
+"""
+
+import ml_collections
+
+from l2a_jax import config_files
+
+
+def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
+  """The TCPFormer model section (official hyperparameters)."""
+  model = ml_collections.ConfigDict()
+  # Which model `l2a_jax.models.create_model` builds.
+  model.name = 'tcpformer'
+  # Layer pairs (DSTFormerBlock + MemoryInducedBlock), scanned.
+  model.depth = 16
+  # Feature width C.
+  model.dim = 128
+  # Attention heads (head dim 16).
+  model.num_heads = 8
+  # MLP hidden width = mlp_ratio * dim.
+  model.mlp_ratio = 4.0
+  # Representation width before the head (rep_logit.fc).
+  model.dim_rep = 512
+  # Frames T; the pose proxy `center_pose` has T // 3 frames.
+  model.num_frames = frames
+  # Joints J (Human3.6M order).
+  model.num_joints = 17
+  # Input channels (x, y, confidence) and output channels (x, y, z).
+  model.dim_in = 3
+  model.dim_out = 3
+  # Compute dtype ('float32' | 'bfloat16') and parameter dtype.
+  model.dtype = 'float32'
+  model.param_dtype = 'float32'
+  # Scan the 16 layer pairs over stacked parameters (False: unrolled loop).
+  model.scan_layers = True
+  # Rematerialisation per layer pair: 'none' | 'block' | a policy name of
+  # `jax.checkpoint_policies`. 'block' is what lets batch 16 at T = 243 fit.
+  model.remat = 'none'
+  # Stochastic depth rate (official configs: 0).
+  model.drop_path = 0.0
+  # Initial value of the trainable LayerScale vectors. The six local layer
+  # scales of every MemoryInducedBlock are constants 1e-5 (official quirk).
+  model.layer_scale_init = 1e-5
+  return model
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  """Returns the run config; `arg` is 'frames=N' (81 | 243)."""
+  base = config_files.load_sibling(__file__, 'l2a_h36m')
+  config = base.get_config(arg)
+  frames = config.model.num_frames
+  config.model = get_model_config(frames)
+  # The official recipe: batch 4 x 4 accumulation at T = 243 and 8 x 2 at
+  # T = 81, i.e. an effective batch of 16.
+  config.optim.accumulation_steps = 4 if frames == 243 else 2
+  return config

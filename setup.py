@@ -1,0 +1,35 @@
+"""Packaging for l2a_jax: JAX/Flax L2A and TCPFormer 3D human pose lifting."""
+
+import setuptools
+
+setuptools.setup(
+    name='l2a_jax',
+    version='0.1.0',
+    description=(
+        'JAX/Flax (NNX) implementations of the L2A and TCPFormer 2D-to-3D '
+        'human pose lifting Transformers, with a PyTorch reference.'
+    ),
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(include=['l2a_jax', 'l2a_jax.*']),
+    install_requires=[
+        'absl-py',
+        'clu',
+        'etils',
+        'flax>=0.12',
+        'grain>=0.2.12',
+        'jax>=0.8',
+        'matplotlib',
+        'ml-collections>=1.0',
+        'numpy',
+        'optax',
+        'orbax-checkpoint>=0.11',
+        'tensorboardX',
+        'tensorflow-datasets>=4.9.7',
+    ],
+    extras_require={
+        # Install torch==2.13.0 explicitly *before* this extra (see README):
+        # an unpinned resolve may pull a multi-GB CUDA build.
+        'torch': ['torch'],
+        'test': ['pytest', 'pytest-xdist', 'chex', 'hypothesis', 'torch'],
+    },
+)

@@ -1,0 +1,271 @@
+"""Layers shared by L2A and TCPFormer (Flax NNX).
+
+Conventions:
+- Feature tensors are channels-last `[batch, frames, joints, channels]`.
+- Parameters are stored in `param_dtype` (float32); matmuls run in the
+  compute `dtype` (float32 or bfloat16); LayerNorm / RMSNorm statistics and
+  attention softmax run in float32.
+- Parameter names follow the PyTorch lineage (`qkv`, `proj`, `fc1`, `fc2`)
+  and Flax conventions (`kernel` [in, out], `bias`, `scale`), so the
+  converter maps them one to one (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+Dtype = jnp.dtype
+InitName = Literal['torch_default', 'trunc_normal']
+
+# LayerNorm epsilon of PyTorch (Flax defaults to 1e-6); needed for parity.
+LAYER_NORM_EPS = 1e-5
+RMS_NORM_EPS = 1e-6
+
+
+def canonical_dtype(name: str | Dtype) -> Dtype:
+  """Maps a config dtype name ('float32' | 'bfloat16') to a dtype."""
+  if name in ('float32', 'bfloat16', 'float16'):
+    return jnp.dtype(name)
+  if isinstance(name, str):
+    raise ValueError(
+        f"dtype: expected 'float32' | 'bfloat16' | 'float16', got {name!r}")
+  return jnp.dtype(name)
+
+
+def uniform_init(bound: float):
+  """Initializer drawing from U(-bound, +bound)."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def trunc_normal_init(std: float = 0.02):
+  """Truncated normal in [-2 std, 2 std] (timm's trunc_normal_ convention)."""
+  return nnx.initializers.truncated_normal(stddev=std, lower=-2.0, upper=2.0)
+
+
+class Linear(nnx.Module):
+  """y = x @ kernel + bias, with PyTorch's default init by default.
+
+  `init='torch_default'` draws kernel and bias from U(+-1/sqrt(in_features))
+  (PyTorch's kaiming_uniform(a=sqrt(5)) for nn.Linear); 'trunc_normal' draws
+  the kernel from a truncated normal (std 0.02) and zeroes the bias.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *,
+               use_bias: bool = True, init: InitName = 'torch_default',
+               dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
+               rngs: nnx.Rngs):
+    self.in_features = in_features
+    self.out_features = out_features
+    self.dtype = dtype
+    if init == 'torch_default':
+      kernel_init = bias_init = uniform_init(1.0 / math.sqrt(in_features))
+    elif init == 'trunc_normal':
+      kernel_init = trunc_normal_init(0.02)
+      bias_init = nnx.initializers.zeros_init()
+    else:
+      raise ValueError(
+          f"init: expected 'torch_default' | 'trunc_normal', got {init!r}")
+    self.kernel = nnx.Param(
+        kernel_init(rngs.params(), (in_features, out_features), param_dtype))
+    self.bias = (
+        nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
+        if use_bias else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[..., in_features] -> [..., out_features] in the compute dtype."""
+    y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm over the last axis, statistics in float32, eps 1e-5."""
+
+  def __init__(self, dim: int, *, eps: float = LAYER_NORM_EPS,
+               dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    self.eps = eps
+    self.dtype = dtype
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+    self.bias = nnx.Param(jnp.zeros((dim,), param_dtype))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[..., dim] -> [..., dim] in the compute dtype."""
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+    y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(
+        jnp.float32)
+    return y.astype(self.dtype)
+
+
+def rms_normalize(x: jax.Array, eps: float = RMS_NORM_EPS) -> jax.Array:
+  """x / sqrt(mean(x^2) + eps) over the last axis, in float32."""
+  x32 = x.astype(jnp.float32)
+  return x32 * jax.lax.rsqrt(
+      jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
+
+
+class RMSNorm(nnx.Module):
+  """RMSNorm with an optional learned per-channel scale (float32 math)."""
+
+  def __init__(self, dim: int, *, eps: float = RMS_NORM_EPS,
+               use_scale: bool = True, dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32):
+    self.eps = eps
+    self.dtype = dtype
+    self.scale = (nnx.Param(jnp.ones((dim,), param_dtype))
+                  if use_scale else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[..., dim] -> [..., dim] in the compute dtype."""
+    y = rms_normalize(x, self.eps)
+    if self.scale is not None:
+      y = y * self.scale[...].astype(jnp.float32)
+    return y.astype(self.dtype)
+
+
+class MLP(nnx.Module):
+  """fc1 -> exact (erf) GELU -> fc2, as PyTorch's nn.GELU default."""
+
+  def __init__(self, dim: int, hidden_dim: int, *,
+               init: InitName = 'torch_default', dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    kw = dict(init=init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.fc1 = Linear(dim, hidden_dim, **kw)
+    self.fc2 = Linear(hidden_dim, dim, **kw)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[..., dim] -> [..., dim]."""
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
+  """[..., C] -> [..., num_heads, C // num_heads] (channel = h * d + i)."""
+  return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+
+
+def merge_heads(x: jax.Array) -> jax.Array:
+  """[..., num_heads, head_dim] -> [..., num_heads * head_dim]."""
+  return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+def attention_probabilities(q: jax.Array, k: jax.Array,
+                            scale: float) -> jax.Array:
+  """Softmax attention weights in float32.
+
+  Args:
+    q: [batch, q_len, heads, head_dim].
+    k: [batch, k_len, heads, head_dim].
+    scale: logit scale (head_dim ** -0.5).
+
+  Returns:
+    [batch, heads, q_len, k_len] float32, rows summing to one.
+  """
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k,
+                      preferred_element_type=jnp.float32) * scale
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def apply_attention(probs: jax.Array, v: jax.Array) -> jax.Array:
+  """[batch, heads, q_len, k_len] x [batch, k_len, heads, d] -> [b, q, h, d]."""
+  return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+
+
+def to_sequences(x: jax.Array, mode: str) -> jax.Array:
+  """Folds [B, T, J, C] into attention sequences.
+
+  'spatial' attends over joints within a frame -> [B * T, J, C];
+  'temporal' attends over frames for one joint -> [B * J, T, C].
+  """
+  b, t, j, c = x.shape
+  if mode == 'spatial':
+    return x.reshape(b * t, j, c)
+  if mode == 'temporal':
+    return jnp.swapaxes(x, 1, 2).reshape(b * j, t, c)
+  raise ValueError(f"attention mode: expected 'spatial' | 'temporal', "
+                   f'got {mode!r}')
+
+
+def from_sequences(y: jax.Array, shape: tuple[int, ...],
+                   mode: str) -> jax.Array:
+  """Inverse of `to_sequences` for an output of width y.shape[-1]."""
+  b, t, j, _ = shape
+  c = y.shape[-1]
+  if mode == 'spatial':
+    return y.reshape(b, t, j, c)
+  return jnp.swapaxes(y.reshape(b, j, t, c), 1, 2)
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention over joints ('spatial') or frames ('temporal').
+
+  Fused `qkv` projection without bias whose output unit s * C + h * d + i is
+  (q|k|v, head h, channel i), then `proj` with bias; scale head_dim ** -0.5.
+  The core runs through `jax.nn.dot_product_attention` so GPUs can use a
+  fused (cuDNN) kernel; its logits and softmax are float32.
+  """
+
+  def __init__(self, dim: int, num_heads: int, mode: str, *,
+               init: InitName = 'torch_default', dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    if dim % num_heads:
+      raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+    if mode not in ('spatial', 'temporal'):
+      raise ValueError(f"attention mode: expected 'spatial' | 'temporal', "
+                       f'got {mode!r}')
+    self.num_heads = num_heads
+    self.mode = mode
+    self.scale = (dim // num_heads) ** -0.5
+    kw = dict(init=init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    # Registration order of the official code: proj, then qkv.
+    self.proj = Linear(dim, dim, **kw)
+    self.qkv = Linear(dim, 3 * dim, use_bias=False, **kw)
+
+  def qkv_heads(self, seq: jax.Array):
+    """[N, L, C] -> q, k, v each [N, L, heads, head_dim]."""
+    n, length, c = seq.shape
+    qkv = self.qkv(seq).reshape(n, length, 3, self.num_heads,
+                                c // self.num_heads)
+    return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[B, T, J, C] -> [B, T, J, C]."""
+    q, k, v = self.qkv_heads(to_sequences(x, self.mode))
+    out = jax.nn.dot_product_attention(q, k, v, scale=self.scale)
+    return self.proj(from_sequences(merge_heads(out), x.shape, self.mode))
+
+
+def layer_scale(dim: int, init_value: float,
+                param_dtype: Dtype = jnp.float32) -> nnx.Param:
+  """A LayerScale vector [dim] filled with `init_value`."""
+  return nnx.Param(jnp.full((dim,), init_value, param_dtype))
+
+
+def drop_path(x: jax.Array, rate: float,
+              rng: jax.Array | None) -> jax.Array:
+  """Stochastic depth: zeroes whole samples of a residual branch.
+
+  Args:
+    x: [batch, ...] the branch output.
+    rate: drop probability; 0 or `rng=None` returns x unchanged.
+    rng: PRNG key, or None for deterministic (evaluation) behaviour.
+
+  Returns:
+    x with each sample kept with probability 1 - rate and rescaled.
+  """
+  if rate == 0.0 or rng is None:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) *
+                              (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))

@@ -140,7 +140,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # TFDS dataset name: 'h36m' | 'mpi_inf_3dhp' | 'bvh_motion' | 'synthetic'.
   config.data.name = 'h36m'
   # TFDS builder config of the dataset (None = the builder's default; for
-  # h36m: 'motionbert' | 'videopose3d_cpn' | 'videopose3d_gt').
+  # h36m: 'motionbert' | 'videopose3d_cpn' | 'videopose3d_gt'; bvh_motion:
+  # 'default' | 'noisy'). Leave None for 'synthetic': its config follows
+  # data.synthetic below.
   config.data.builder_config = 'motionbert'
   # Root of prepared TFDS datasets; None = ~/tensorflow_datasets.
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
@@ -165,6 +167,24 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Host threads reading and windowing clips; batches prefetched ahead.
   config.data.num_threads = 4
   config.data.prefetch_batches = 4
+  # Size of the procedural dataset when data.name == 'synthetic' (built
+  # automatically into data_dir on first use, a few seconds, no download;
+  # the defaults are the TFDS config 'synthetic/default').
+  config.data.synthetic = ml_collections.ConfigDict()
+  # Subjects (bodies with their own bone lengths and style) per split.
+  config.data.synthetic.num_train_subjects = 4
+  config.data.synthetic.num_test_subjects = 2
+  # Sequences per subject; their main motions cycle through walking,
+  # turning, reaching, crouching, jumping, mixed.
+  config.data.synthetic.sequences_per_subject = 6
+  # Frames per sequence at 50 fps.
+  config.data.synthetic.num_frames = 600
+  # Virtual cameras per sequence (each view is one video).
+  config.data.synthetic.num_cameras = 4
+  # Detector-like 2D noise in pixels (0 = exact 2D, confidence 1).
+  config.data.synthetic.noise_px = 0.0
+  # Seed of bodies, motions and cameras (independent of config.seed).
+  config.data.synthetic.seed = 0
 
   config.loss = ml_collections.ConfigDict()
   # Weights of the training loss terms (normalised, root-relative units).

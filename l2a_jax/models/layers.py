@@ -13,7 +13,8 @@ Conventions:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from flax import nnx
 import jax
@@ -269,3 +270,43 @@ def drop_path(x: jax.Array, rate: float,
   keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) *
                               (x.ndim - 1))
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+# `jax.checkpoint_policies` members that are policies themselves; the others
+# are factories that need arguments (names to save or offload).
+REMAT_POLICIES = (
+    'everything_saveable',
+    'nothing_saveable',
+    'dots_saveable',
+    'checkpoint_dots',
+    'dots_with_no_batch_dims_saveable',
+    'checkpoint_dots_with_no_batch_dims',
+)
+
+
+def remat_wrapper(remat: str, *, prevent_cse: bool = True
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+  """Returns a decorator applying `jax.checkpoint` as named by `remat`.
+
+  Args:
+    remat: the `model.remat` config value: 'none' (no rematerialisation),
+      'block' (save only the inputs of the wrapped function, recompute the
+      rest in the backward pass) or the name of a policy in
+      `jax.checkpoint_policies` (see `REMAT_POLICIES`).
+    prevent_cse: passed to `jax.checkpoint`; False is right inside a scan.
+
+  Returns:
+    A function wrapper (the identity for 'none').
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if remat == 'none':
+    return lambda fn: fn
+  if remat == 'block':
+    return lambda fn: jax.checkpoint(fn, prevent_cse=prevent_cse)
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"model.remat: expected 'none' | 'block' | one of "
+                     f'{REMAT_POLICIES}, got {remat!r}')
+  policy = getattr(jax.checkpoint_policies, remat)
+  return lambda fn: jax.checkpoint(fn, policy=policy, prevent_cse=prevent_cse)

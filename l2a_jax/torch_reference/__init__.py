@@ -26,10 +26,10 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
   """
   # Imported here so that building one model does not import the other.
   if model_config.name == 'tcpformer':
-    from l2a_jax.torch_reference import tcpformer  # pylint: disable=g-import-not-at-top
+    from l2a_jax.torch_reference import tcpformer
     return tcpformer.TCPFormer.from_config(model_config)
   if model_config.name == 'l2a':
-    from l2a_jax.torch_reference import l2a  # pylint: disable=g-import-not-at-top
+    from l2a_jax.torch_reference import l2a
     return l2a.L2A.from_config(model_config)
   raise ValueError(
       f"model.name: expected 'l2a' or 'tcpformer', got {model_config.name!r}")

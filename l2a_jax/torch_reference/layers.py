@@ -75,7 +75,7 @@ class Attention(nn.Module):
     return q, k, v
 
   def merge(self, out: torch.Tensor) -> torch.Tensor:
-    """Inverse of the layout of `qkv_heads`, then `proj`: -> `[b, t, j, dim]`."""
+    """Undoes the layout of `qkv_heads`, then `proj`: -> `[b, t, j, dim]`."""
     if self.mode == 'temporal':
       out = out.transpose(2, 3)
     return self.proj(merge_heads(out))

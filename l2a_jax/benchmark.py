@@ -1,0 +1,523 @@
+r"""JAX vs PyTorch speed and memory of the same model, one command.
+
+  python -m l2a_jax.benchmark --config configs/tcpformer_h36m.py \
+      --config configs/l2a_h36m.py --frameworks jax,torch,torch_compile \
+      --mode train,infer --dtype float32,bfloat16 --batch 16 --steps 20 \
+      --json docs/benchmarks/h100.json --plot docs/benchmarks/h100.png
+
+Every (config, mode, dtype, framework) is measured in a process of its own
+(`l2a_jax.benchmark_worker`): the same model config, batch, frames, dtype and
+random inputs on both sides, warm-up steps excluded, compile time reported
+separately, the median step time over `--steps` timed steps. Memory against
+depth (`--depths 4,8,16,32`): the compiled JAX training step's temporary
+memory for the scanned and unrolled layer stack (L2A also with plain
+autodiff through its history buffer) and PyTorch's training-step memory.
+
+Options:
+  --config PATH[:ARG]   a config file (repeatable); ARG is passed to its
+                        get_config, e.g. configs/l2a_h36m.py:frames=27.
+  --set KEY=VALUE       override a config field in every config (repeatable),
+                        e.g. --set model.depth=4 --set model.dim=64.
+  --frameworks LIST     jax, torch, torch_compile (default jax,torch).
+  --mode LIST           train, infer (default train).
+  --dtype LIST          float32, bfloat16 (default float32).
+  --batch N             clips per step (default 4).
+  --steps K             timed steps (default 20); 0 = no timing (only the
+                        depth sweep).
+  --warmup W            untimed steps after the first (default 3).
+  --depths LIST         depths of the memory sweep (default: none).
+  --fp32_matmul P       float32 matmul precision on both sides: highest (IEEE,
+                        default) | tf32 (TF32 tensor cores on GPUs).
+  --torch_threads N     CPU threads of PyTorch (default 0: its own default).
+  --json OUT.json       write all results (written atomically).
+  --plot OUT.png        draw samples/s, memory and memory vs depth.
+
+MACs and MFU conventions are in `l2a_jax.macs` and `l2a_jax.hardware`;
+docs/benchmarks.md explains every column and holds the published numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import importlib.util
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import ml_collections
+
+from l2a_jax import benchmark_worker
+from l2a_jax import hardware
+
+FRAMEWORKS = ('jax', 'torch', 'torch_compile')
+MODES = ('train', 'infer')
+DTYPES = ('float32', 'bfloat16')
+MODEL_NAMES = ('l2a', 'tcpformer')
+# Loss terms of the benchmark's training step (the default objective).
+LOSS_TERMS = ('mpjpe', 'n_mpjpe', 'velocity')
+MACS_CONVENTION = (
+    'per clip (one sample of num_frames frames), forward pass; '
+    'macs_linear: matrix products with a parameter operand (Linear layers); '
+    'macs_full: all matrix products (Linear + attention scores, '
+    'attention-weighted values, TCPFormer aggregation, HPA depth '
+    'attention), no elementwise work; counted from the JAX jaxpr '
+    '(l2a_jax.macs), the same numbers on every row of a model')
+MFU_CONVENTION = (
+    'mfu = passes * 2 * macs_full * samples_per_s / peak FLOP/s of the '
+    'device for the dtype (passes = 3 for train, 1 for infer); peak from '
+    'l2a_jax.hardware (datasheet, dense); null on CPU and unknown devices')
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string('config', [], 'Config file PATH[:ARG] (repeat).')
+flags.DEFINE_multi_string('set', [], 'KEY=VALUE override for every config.')
+flags.DEFINE_list('frameworks', ['jax', 'torch'],
+                  'Comma-separated: jax, torch, torch_compile.')
+flags.DEFINE_list('mode', ['train'], 'Comma-separated: train, infer.')
+flags.DEFINE_list('dtype', ['float32'], 'Comma-separated: float32, bfloat16.')
+flags.DEFINE_integer('batch', 4, 'Clips per step.')
+flags.DEFINE_integer('steps', 20, 'Timed steps; 0 = only the depth sweep.')
+flags.DEFINE_integer('warmup', 3, 'Untimed steps after the first one.')
+flags.DEFINE_integer('seed', 0, 'Seed of weights and synthetic inputs.')
+flags.DEFINE_list('depths', [], 'Depths of the memory sweep, e.g. 4,8,16,32.')
+flags.DEFINE_enum('fp32_matmul', 'highest', ['highest', 'tf32'],
+                  'float32 matmul precision on both sides.')
+flags.DEFINE_string('json', None, 'Where to write the results (JSON).')
+flags.DEFINE_string('plot', None, 'Where to draw the results (PNG).')
+flags.DEFINE_integer('torch_threads', 0,
+                     'CPU threads of PyTorch (0 = its default).')
+flags.DEFINE_integer('timeout', 3600, 'Seconds allowed per measurement.')
+
+
+class BenchmarkError(ValueError):
+  """Bad command-line input; the message is one line."""
+
+
+# ----------------------------------------------------------------------------
+# Configs.
+# ----------------------------------------------------------------------------
+
+
+def load_config(spec: str, index: int = 0) -> ml_collections.ConfigDict:
+  """Loads `PATH[:ARG]` the way `config_flags.DEFINE_config_file` does.
+
+  Args:
+    spec: a config file path, optionally followed by ':' and the argument
+      of its `get_config`.
+    index: distinguishes the module names of several configs.
+
+  Returns:
+    The ConfigDict returned by the file's `get_config`.
+  """
+  path, sep, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise BenchmarkError(f'--config: file {path!r} not found')
+  module_spec = importlib.util.spec_from_file_location(
+      f'l2a_benchmark_config_{index}', path)
+  if module_spec is None or not path.endswith('.py'):
+    raise BenchmarkError(f'--config: {path!r} is not a Python config file')
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if sep else module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    raise BenchmarkError(
+        f'--config {spec}: {type(e).__name__}: {e}'.splitlines()[0]) from e
+  if 'model' not in config or 'name' not in config.model:
+    raise BenchmarkError(f'--config {spec}: no model.name field')
+  if config.model.name not in MODEL_NAMES:
+    raise BenchmarkError(f'--config {spec}: model.name: expected one of '
+                         f'{MODEL_NAMES}, got {config.model.name!r}')
+  return config
+
+
+def apply_override(config: ml_collections.ConfigDict, assignment: str,
+                   source: str) -> None:
+  """Applies `KEY=VALUE` (KEY dotted, e.g. model.depth) to `config`."""
+  key, sep, text = assignment.partition('=')
+  if not sep or not key:
+    raise BenchmarkError(f'--set: expected KEY=VALUE, got {assignment!r}')
+  *parents, leaf = key.split('.')
+  node = config
+  for name in parents:
+    if name not in node or not isinstance(node[name],
+                                          ml_collections.ConfigDict):
+      raise BenchmarkError(f'--set {assignment}: {source} has no section '
+                           f'{name!r}')
+    node = node[name]
+  if leaf not in node:
+    raise BenchmarkError(f'--set {assignment}: {source} has no field {key!r}')
+  current = node[leaf]
+  if isinstance(current, bool):
+    if text.lower() not in ('true', 'false', '1', '0'):
+      raise BenchmarkError(f'--set {assignment}: expected a bool, got '
+                           f'{text!r}')
+    value = text.lower() in ('true', '1')
+  elif isinstance(current, str):
+    value = text
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+  try:
+    node[leaf] = value
+  except (TypeError, ValueError) as e:
+    raise BenchmarkError(
+        f'--set {assignment}: expected {type(current).__name__}, got '
+        f'{text!r}') from e
+
+
+def describe_model(model: ml_collections.ConfigDict) -> str:
+  """Short label, e.g. 'tcpformer T=243 L=16 C=128'."""
+  return (f'{model.name} T={model.num_frames} L={model.depth} '
+          f'C={model.dim}')
+
+
+# ----------------------------------------------------------------------------
+# Running measurements.
+# ----------------------------------------------------------------------------
+
+
+def run_worker(spec: dict[str, Any], timeout: int) -> dict[str, Any]:
+  """Runs one measurement in a fresh Python process and returns its result.
+
+  A worker that crashes or times out yields {'error': ...}; an
+  out-of-memory run yields {'error': ..., 'out_of_memory': True}.
+  """
+  with tempfile.TemporaryDirectory(prefix='l2a_benchmark_') as tmp:
+    spec_path = pathlib.Path(tmp, 'spec.json')
+    result_path = pathlib.Path(tmp, 'result.json')
+    spec_path.write_text(json.dumps(spec), encoding='utf-8')
+    command = [sys.executable, '-m', 'l2a_jax.benchmark_worker',
+               str(spec_path), str(result_path)]
+    try:
+      proc = subprocess.run(command, timeout=timeout, check=False,
+                            stdout=sys.stderr)
+    except subprocess.TimeoutExpired:
+      return {'error': f'timed out after {timeout} s'}
+    if not result_path.is_file():
+      return {'error': f'worker exited with status {proc.returncode} and '
+                       'no result'}
+    return json.loads(result_path.read_text(encoding='utf-8'))
+
+
+def base_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The parts of a measurement spec that come from the config."""
+  return {
+      'model': config.model.to_dict(),
+      'loss': {name: float(config.loss[name]) for name in LOSS_TERMS},
+      'optim': {'learning_rate': float(config.optim.learning_rate),
+                'weight_decay': float(config.optim.weight_decay)},
+      'batch': FLAGS.batch,
+      'steps': FLAGS.steps,
+      'warmup': FLAGS.warmup,
+      'seed': FLAGS.seed,
+      'fp32_matmul': FLAGS.fp32_matmul,
+      'torch_threads': FLAGS.torch_threads,
+  }
+
+
+def device_name(result: dict[str, Any]) -> str | None:
+  """The accelerator name a worker reported (JAX device_kind / torch)."""
+  device = result.get('device') or {}
+  return device.get('device_kind') or device.get('name')
+
+
+def result_row(config_spec: str, config: ml_collections.ConfigDict,
+               macs: Any, spec: dict[str, Any],
+               result: dict[str, Any]) -> dict[str, Any]:
+  """One entry of `results`: the issue's keys first, then the details."""
+  samples = result.get('samples_per_s')
+  name = device_name(result)
+  peak = (hardware.peak_flops(name, spec['dtype'], FLAGS.fp32_matmul)
+          if name else None)
+  row = {
+      'framework': spec['framework'],
+      'mode': spec['mode'],
+      'dtype': spec['dtype'],
+      'batch': spec['batch'],
+      'compile_s': result.get('compile_s'),
+      'step_ms_median': result.get('step_ms_median'),
+      'samples_per_s': samples,
+      'peak_memory_bytes': result.get('peak_memory_bytes'),
+      'macs_linear': macs.linear,
+      'macs_full': macs.full,
+      'mfu': hardware.model_flops_utilisation(macs.full, samples,
+                                              spec['mode'], peak),
+      'model': config.model.name,
+      'model_label': describe_model(config.model),
+      'config': config_spec,
+      'frames': config.model.num_frames,
+  }
+  row.update({k: v for k, v in result.items()
+              if k not in row and k != 'device'})
+  row['device_name'] = name
+  row['peak_flops'] = peak
+  return row
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+  """Adds `jax_speedup` {torch framework: ratio of samples/s} to JAX rows."""
+  for row in rows:
+    if row['framework'] != 'jax' or not row.get('samples_per_s'):
+      continue
+    speedups = {}
+    for other in rows:
+      if (other['framework'] != 'jax' and other['config'] == row['config']
+          and other['mode'] == row['mode'] and other['dtype'] == row['dtype']
+          and other.get('samples_per_s')):
+        speedups[other['framework']] = (row['samples_per_s'] /
+                                        other['samples_per_s'])
+    row['jax_speedup'] = speedups
+
+
+def versions() -> dict[str, str | None]:
+  """Installed versions of the packages that matter, and the git commit."""
+  result = {'python': sys.version.split()[0]}
+  for package in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch',
+                  'ml-collections'):
+    try:
+      result[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      result[package] = None
+  try:
+    result['l2a_jax_commit'] = subprocess.run(
+        ['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+        text=True, check=True, timeout=10,
+        cwd=pathlib.Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    result['l2a_jax_commit'] = None
+  return result
+
+
+def _format_bytes(n: int | None) -> str:
+  return '-' if n is None else f'{n / 2**20:,.0f} MiB'
+
+
+def _format(x: float | None, fmt: str) -> str:
+  return '-' if x is None else format(x, fmt)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """The results as a Markdown table (what docs/benchmarks.md shows)."""
+  lines = [
+      '| model | mode | dtype | framework | batch | compile s | step ms '
+      '| samples/s | JAX speed-up | peak memory | GMACs/clip lin / full '
+      '| MFU |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for row in rows:
+    if row.get('error'):
+      lines.append(f"| {row['model_label']} | {row['mode']} | {row['dtype']} "
+                   f"| {row['framework']} | {row['batch']} | "
+                   f"{row['error'][:60]} | | | | | | |")
+      continue
+    speedup = ', '.join(f'{v:.2f}x vs {k}'
+                        for k, v in row.get('jax_speedup', {}).items())
+    memory = row['peak_memory_bytes']
+    if memory is None:
+      mem = row.get('memory', {})
+      memory_text = (f"XLA temp {_format_bytes(mem.get('xla_temp_bytes'))}"
+                     if 'xla_temp_bytes' in mem else
+                     f"saved {_format_bytes(mem.get('autograd_saved_bytes'))}"
+                     if 'autograd_saved_bytes' in mem else '-')
+    else:
+      memory_text = _format_bytes(memory)
+    lines.append(
+        f"| {row['model_label']} | {row['mode']} | {row['dtype']} | "
+        f"{row['framework']} | {row['batch']} | "
+        f"{_format(row['compile_s'], '.1f')} | "
+        f"{_format(row['step_ms_median'], '.1f')} | "
+        f"{_format(row['samples_per_s'], '.2f')} | {speedup or '-'} | "
+        f"{memory_text} | {row['macs_linear'] / 1e9:.2f} / "
+        f"{row['macs_full'] / 1e9:.2f} | "
+        f"{_format(row['mfu'] and 100 * row['mfu'], '.1f')}"
+        f"{'%' if row['mfu'] is not None else ''} |")
+  return '\n'.join(lines)
+
+
+def depth_table(rows: Sequence[dict[str, Any]]) -> str:
+  """The memory-vs-depth sweep as a Markdown table."""
+  lines = ['| model | variant | depth | JAX XLA temp | JAX compile s '
+           '| torch saved activations | torch CUDA step peak |',
+           '|---|---|---|---|---|---|---|']
+  for row in rows:
+    if row.get('error'):
+      lines.append(f"| {row['model_label']} | {row.get('variant', '-')} | "
+                   f"{row.get('depth', '-')} | {row['error'][:60]} | | | |")
+      continue
+    lines.append(
+        f"| {row['model_label']} | {row['variant']} | {row['depth']} | "
+        f"{_format_bytes(row.get('xla_temp_bytes'))} | "
+        f"{_format(row.get('compile_s'), '.1f')} | "
+        f"{_format_bytes(row.get('autograd_saved_bytes'))} | "
+        f"{_format_bytes(row.get('cuda_step_peak_bytes'))} |")
+  return '\n'.join(lines)
+
+
+def parse_flags() -> dict[str, Any]:
+  """Validates the flags; raises BenchmarkError with a one-line message."""
+  if not FLAGS.config:
+    raise BenchmarkError('--config is required (a config file, repeatable)')
+  checks = (('frameworks', FLAGS.frameworks, FRAMEWORKS),
+            ('mode', FLAGS.mode, MODES), ('dtype', FLAGS.dtype, DTYPES))
+  for name, values, allowed in checks:
+    if not values:
+      raise BenchmarkError(f'--{name}: expected one or more of {allowed}')
+    for value in values:
+      if value not in allowed:
+        raise BenchmarkError(
+            f'--{name}: unknown value {value!r}, expected one of {allowed}')
+  if FLAGS.batch <= 0:
+    raise BenchmarkError(f'--batch: expected a positive integer, got '
+                         f'{FLAGS.batch}')
+  if FLAGS.torch_threads < 0:
+    raise BenchmarkError(f'--torch_threads: expected >= 0, got '
+                         f'{FLAGS.torch_threads}')
+  if FLAGS.warmup < 0:
+    raise BenchmarkError(f'--warmup: expected >= 0, got {FLAGS.warmup}')
+  try:
+    depths = [int(d) for d in FLAGS.depths]
+  except ValueError as e:
+    raise BenchmarkError(
+        f'--depths: expected integers, got {FLAGS.depths}') from e
+  if any(d <= 0 for d in depths):
+    raise BenchmarkError(f'--depths: expected positive integers, got '
+                         f'{depths}')
+  if FLAGS.steps < 0 or (FLAGS.steps == 0 and not depths):
+    raise BenchmarkError(f'--steps: expected a positive integer (or 0 with '
+                         f'--depths), got {FLAGS.steps}')
+  if any(f.startswith('torch') for f in FLAGS.frameworks):
+    if importlib.util.find_spec('torch') is None:
+      raise BenchmarkError('--frameworks: torch is not installed (pip '
+                           'install torch, see README)')
+  for path in (FLAGS.json, FLAGS.plot):
+    if path and not pathlib.Path(path).resolve().parent.is_dir():
+      raise BenchmarkError(f'output directory of {path!r} does not exist')
+  configs = []
+  for index, spec in enumerate(FLAGS.config):
+    config = load_config(spec, index)
+    for assignment in FLAGS.set:
+      apply_override(config, assignment, spec)
+    configs.append((spec, config))
+  return {'configs': configs, 'depths': depths}
+
+
+def run(options: dict[str, Any]) -> dict[str, Any]:
+  """Runs every measurement; returns the JSON document."""
+  # Imported here: the parent only traces models (MAC counts) and must not
+  # claim an accelerator the workers need.
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_platforms', 'cpu')
+  from l2a_jax import macs as macs_lib  # pylint: disable=g-import-not-at-top
+
+  results, depth_rows, devices = [], [], {}
+  for config_spec, config in options['configs']:
+    label = describe_model(config.model)
+    macs = macs_lib.count_model_macs(config.model)
+    print(f'{label}: {macs.linear / 1e9:.3f} G linear / '
+          f'{macs.full / 1e9:.3f} G full MACs per clip', flush=True)
+    spec0 = base_spec(config)
+    if FLAGS.steps > 0:
+      for mode in FLAGS.mode:
+        for dtype in FLAGS.dtype:
+          for framework in FLAGS.frameworks:
+            spec = dict(spec0, kind='steps', framework=framework, mode=mode,
+                        dtype=dtype)
+            result = run_worker(spec, FLAGS.timeout)
+            if 'device' in result:
+              devices[framework.split('_')[0]] = result['device']
+            row = result_row(config_spec, config, macs, spec, result)
+            results.append(row)
+            print(f"{label} {mode} {dtype} {framework}: "
+                  + (f"error: {row['error']}" if row.get('error') else
+                     f"{row['step_ms_median']:.1f} ms/step, "
+                     f"{row['samples_per_s']:.2f} samples/s"), flush=True)
+    if options['depths']:
+      variants = (['scan', 'scan_autodiff', 'unrolled']
+                  if 'history_vjp' in config.model else ['scan', 'unrolled'])
+      sweeps = [('jax', variants)]
+      if 'torch' in FLAGS.frameworks or 'torch_compile' in FLAGS.frameworks:
+        sweeps.append(('torch', ['torch']))
+      for framework, framework_variants in sweeps:
+        spec = dict(spec0, kind='memory_vs_depth', framework=framework,
+                    mode='train', dtype=FLAGS.dtype[0],
+                    depths=options['depths'], variants=framework_variants)
+        result = run_worker(spec, FLAGS.timeout)
+        common = {'model': config.model.name, 'model_label': label,
+                  'config': config_spec, 'framework': framework,
+                  'batch': FLAGS.batch, 'dtype': FLAGS.dtype[0]}
+        if result.get('error'):
+          depth_rows.append({**common, **result})
+          continue
+        devices.setdefault(framework, result['device'])
+        depth_rows.extend({**common, **r} for r in result['rows'])
+  add_speedups(results)
+  accelerator = next(
+      (d.get('device_kind') or d.get('name') for d in devices.values()
+       if (d.get('platform') or d.get('device')) not in (None, 'cpu')),
+      None)
+  host = hardware.host_description()
+  return {
+      'device': {'name': accelerator or f"cpu: {host['cpu']}",
+                 'host': host, **devices},
+      'versions': versions(),
+      'config': {
+          'configs': [spec for spec, _ in options['configs']],
+          'overrides': list(FLAGS.set),
+          'models': {spec: c.model.to_dict()
+                     for spec, c in options['configs']},
+          'frameworks': list(FLAGS.frameworks),
+          'modes': list(FLAGS.mode),
+          'dtypes': list(FLAGS.dtype),
+          'batch': FLAGS.batch,
+          'steps': FLAGS.steps,
+          'warmup': FLAGS.warmup,
+          'seed': FLAGS.seed,
+          'fp32_matmul': FLAGS.fp32_matmul,
+          'torch_threads': FLAGS.torch_threads,
+          'depths': options['depths'],
+          'command': 'python -m l2a_jax.benchmark ' + ' '.join(
+              shlex.quote(a) for a in sys.argv[1:]),
+          'macs_convention': MACS_CONVENTION,
+          'mfu_convention': MFU_CONVENTION,
+      },
+      'results': results,
+      'memory_vs_depth': depth_rows,
+  }
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    sys.exit(f'benchmark: error: unexpected arguments {list(argv[1:])}')
+  try:
+    options = parse_flags()
+  except BenchmarkError as e:
+    sys.exit(f'benchmark: error: {e}')
+  document = run(options)
+  if document['results']:
+    print(markdown_table(document['results']))
+  if document['memory_vs_depth']:
+    print(depth_table(document['memory_vs_depth']))
+  if FLAGS.json:
+    benchmark_worker.write_json_atomic(FLAGS.json, document)
+  if FLAGS.plot:
+    from l2a_jax import benchmark_plot  # pylint: disable=g-import-not-at-top
+    benchmark_plot.plot([document], FLAGS.plot)
+  failed = [r for r in document['results'] + document['memory_vs_depth']
+            if r.get('error') and not r.get('out_of_memory')]
+  if failed:
+    sys.exit(f'benchmark: error: {len(failed)} measurement(s) failed, '
+             f"first: {failed[0]['error']}")
+
+
+if __name__ == '__main__':
+  app.run(main)

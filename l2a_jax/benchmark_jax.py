@@ -1,0 +1,253 @@
+"""JAX side of the benchmark: a real training step and an inference step.
+
+The training step is what `train.py` runs: `value_and_grad` of the loss
+(MPJPE + 0.5 N-MPJPE + 20 velocity with the config's weights) through the
+model, an optax AdamW update, jitted with the parameters and optimizer state
+donated. Inference is the deterministic forward pass. Both are compiled
+ahead of time (`jit(...).lower(...).compile()`), so the compile time is
+measured on its own and the compiled memory analysis is available before
+anything runs.
+
+Called by `l2a_jax.benchmark_worker` in a process of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Callable
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from l2a_jax import benchmark_worker
+from l2a_jax import losses
+from l2a_jax import models
+
+# Layer-stack variants of the memory-vs-depth sweep: (scan_layers,
+# history_vjp). `history_vjp` exists only in the L2A config.
+DEPTH_VARIANTS = {
+    'scan': (True, 'custom'),
+    'scan_autodiff': (True, 'autodiff'),
+    'unrolled': (False, 'custom'),
+}
+
+
+def set_matmul_precision(fp32_matmul: str) -> None:
+  """float32 matmuls: 'highest' (IEEE fp32) or 'tf32' (TF32 tensor cores).
+
+  JAX's own default lets XLA pick TF32 on GPUs while PyTorch's default is
+  IEEE float32, so the benchmark sets both sides explicitly.
+  """
+  precision = {'highest': 'highest', 'tf32': 'tensorfloat32'}[fp32_matmul]
+  jax.config.update('jax_default_matmul_precision', precision)
+
+
+def model_config_for(spec: dict[str, Any], **changes: Any
+                     ) -> ml_collections.ConfigDict:
+  """The spec's `config.model` with the run's dtype and `changes` applied."""
+  model = copy.deepcopy(spec['model'])
+  model['dtype'] = spec['dtype']
+  model.update(changes)
+  return ml_collections.ConfigDict(model)
+
+
+def benchmark_loss(pred: jax.Array, target: jax.Array,
+                   weights: dict[str, float]) -> jax.Array:
+  """The default training objective, float32 scalar.
+
+  Args:
+    pred: `[batch, frames, joints, 3]` model output.
+    target: same shape.
+    weights: 'mpjpe', 'n_mpjpe' and 'velocity' weights (config.loss).
+  """
+  pred = pred.astype(jnp.float32)
+  return (weights['mpjpe'] * losses.mpjpe(pred, target) +
+          weights['n_mpjpe'] * losses.n_mpjpe(pred, target) +
+          weights['velocity'] * losses.velocity(pred, target))
+
+
+def make_steps(graphdef: nnx.GraphDef, spec: dict[str, Any]
+               ) -> tuple[Callable[..., Any], Callable[..., Any],
+                          optax.GradientTransformation]:
+  """The jitted training and inference steps of one model.
+
+  Args:
+    graphdef: the model's graph definition (`nnx.split`).
+    spec: the measurement spec (loss weights, optimizer settings).
+
+  Returns:
+    (train_step, infer_step, optimizer):
+    `train_step(params, rest, opt_state, inputs, targets) -> (params,
+    opt_state, loss)` with params and opt_state donated;
+    `infer_step(params, rest, inputs) -> [batch, frames, joints, 3]`.
+  """
+  weights = spec['loss']
+  optimizer = optax.adamw(spec['optim']['learning_rate'],
+                          weight_decay=spec['optim']['weight_decay'])
+
+  def train_step(params, rest, opt_state, inputs, targets):
+    def loss_fn(p):
+      model = nnx.merge(graphdef, p, rest)
+      return benchmark_loss(model(inputs), targets, weights)
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  def infer_step(params, rest, inputs):
+    return nnx.merge(graphdef, params, rest)(inputs)
+
+  return (jax.jit(train_step, donate_argnums=(0, 2)), jax.jit(infer_step),
+          optimizer)
+
+
+def memory_analysis(compiled: Any) -> dict[str, int | None]:
+  """XLA's static buffer assignment of a compiled step, in bytes.
+
+  `temp` is the scratch memory of the step (activations kept for the
+  backward pass, gradients, workspaces): the number that grows with depth.
+  `argument` / `output` are the inputs and results (parameters, optimizer
+  state, batch); `alias` counts outputs that reuse donated inputs; `total`
+  = argument + output + temp - alias, the static estimate of the step's
+  device memory.
+  """
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return {}
+  names = ('temp', 'argument', 'output', 'alias', 'generated_code')
+  result = {f'xla_{n}_bytes': int(getattr(stats, f'{n}_size_in_bytes'))
+            for n in names}
+  # Everything live while the step runs; donated inputs that become outputs
+  # (alias) are counted once.
+  result['xla_total_bytes'] = (
+      result['xla_argument_bytes'] + result['xla_output_bytes'] +
+      result['xla_temp_bytes'] - result['xla_alias_bytes'])
+  return result
+
+
+def device_description() -> dict[str, Any]:
+  """The JAX backend and its first device."""
+  device = jax.devices()[0]
+  return {
+      'platform': device.platform,
+      'device_kind': device.device_kind,
+      'device_count': jax.device_count(),
+      'platform_version': getattr(device.client, 'platform_version', None),
+  }
+
+
+def _abstract_model(model_config: ml_collections.ConfigDict):
+  """(graphdef, params, rest) of the model as `jax.ShapeDtypeStruct`s."""
+  abstract = nnx.eval_shape(
+      lambda: models.create_model(model_config, nnx.Rngs(0)))
+  return nnx.split(abstract, nnx.Param, ...)
+
+
+def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
+  """Compiles and times the train or inference step of the spec's model.
+
+  Returns:
+    compile_s (lower + XLA compile), lower_s, first_step_s, step_ms and
+    their summary, peak_memory_bytes (device allocator high-water mark when
+    the backend reports one, else None), memory (the XLA analysis) and
+    device.
+  """
+  set_matmul_precision(spec['fp32_matmul'])
+  model_config = model_config_for(spec)
+  model = models.create_model(model_config, nnx.Rngs(spec['seed']))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  del model
+  train_step, infer_step, optimizer = make_steps(graphdef, spec)
+  inputs_np, targets_np = benchmark_worker.synthetic_batch(spec)
+  inputs, targets = jax.device_put(inputs_np), jax.device_put(targets_np)
+
+  if spec['mode'] == 'train':
+    opt_state = jax.jit(optimizer.init)(params)
+    args = (params, rest, opt_state, inputs, targets)
+    jitted = train_step
+  else:
+    args = (params, rest, inputs)
+    jitted = infer_step
+  start = time.perf_counter()
+  lowered = jitted.lower(*args)
+  lower_s = time.perf_counter() - start
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - start
+
+  if spec['mode'] == 'train':
+    state = {'params': params, 'opt_state': opt_state}
+    del params, opt_state, args  # Donated to the first step.
+
+    def step():
+      state['params'], state['opt_state'], loss = compiled(
+          state['params'], rest, state['opt_state'], inputs, targets)
+      return loss
+  else:
+    def step():
+      return compiled(params, rest, inputs)
+
+  timing = benchmark_worker.time_steps(
+      step, jax.block_until_ready, spec['warmup'], spec['steps'])
+  memory = memory_analysis(compiled)
+  memory['host_peak_rss_bytes'] = benchmark_worker.host_peak_rss_bytes()
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return {
+      **benchmark_worker.summarise_times(timing, spec['batch']),
+      'compile_s': compile_s,
+      'lower_s': lower_s,
+      'peak_memory_bytes': int(peak) if peak is not None else None,
+      'peak_memory_source': ('jax memory_stats peak_bytes_in_use'
+                             if peak is not None else None),
+      'memory': memory,
+      'device': device_description(),
+  }
+
+
+def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
+  """Compiled training-step memory of the layer stack at several depths.
+
+  Nothing is allocated or run: the step is lowered from abstract shapes and
+  compiled, and XLA's buffer assignment gives the memory. For every depth
+  and every variant ('scan' = scanned layers with the model's default VJP,
+  'scan_autodiff' = scanned with plain autodiff through the L2A history
+  buffer, 'unrolled' = a Python loop of layers) the entry holds the
+  `memory_analysis` numbers and the compile time.
+
+  Returns:
+    {'rows': [{'variant', 'depth', 'compile_s', xla_*_bytes...}, ...],
+     'device': ...}
+  """
+  set_matmul_precision(spec['fp32_matmul'])
+  rows = []
+  for depth in spec['depths']:
+    for variant in spec['variants']:
+      scan_layers, history_vjp = DEPTH_VARIANTS[variant]
+      changes = {'depth': depth, 'scan_layers': scan_layers}
+      if 'history_vjp' in spec['model']:
+        changes['history_vjp'] = history_vjp
+      model_config = model_config_for(spec, **changes)
+      graphdef, params, rest = _abstract_model(model_config)
+      train_step, _, optimizer = make_steps(graphdef, spec)
+      opt_state = jax.eval_shape(optimizer.init, params)
+      model = spec['model']
+      batch = (spec['batch'], model['num_frames'], model['num_joints'])
+      inputs = jax.ShapeDtypeStruct(batch + (model['dim_in'],), jnp.float32)
+      targets = jax.ShapeDtypeStruct(batch + (model['dim_out'],),
+                                     jnp.float32)
+      start = time.perf_counter()
+      compiled = train_step.lower(params, rest, opt_state, inputs,
+                                  targets).compile()
+      rows.append({
+          'variant': variant,
+          'depth': depth,
+          'compile_s': time.perf_counter() - start,
+          **memory_analysis(compiled),
+      })
+      print(f'memory_vs_depth jax {variant} depth={depth}: temp '
+            f"{rows[-1].get('xla_temp_bytes', 0) / 2**20:.1f} MiB", flush=True)
+  return {'rows': rows, 'device': device_description()}

@@ -1,0 +1,168 @@
+r"""Plots of `l2a_jax.benchmark` results (matplotlib, PNG).
+
+  python -m l2a_jax.benchmark_plot --json docs/benchmarks/cpu.json \
+      --out docs/benchmarks/cpu.png
+
+Panels: throughput (samples/s) per model, mode and dtype with one bar per
+framework; memory per measurement (the device peak where the device reports
+one; on CPU the proxies, labelled: XLA temporary bytes for JAX, autograd
+saved-activation bytes for eager PyTorch); and, when the results hold a
+depth sweep, training memory against depth per layer-stack variant.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use('Agg')  # Files only; no display needed.
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+_COLOURS = {'jax': '#4285f4', 'torch': '#ee4c2c', 'torch_compile': '#f5a623'}
+_MIB = 2.0**20
+
+
+def memory_of(row: dict[str, Any]) -> tuple[float | None, str]:
+  """(bytes, what they are) for the memory panel of one result row."""
+  if row.get('peak_memory_bytes') is not None:
+    return row['peak_memory_bytes'], 'device peak'
+  memory = row.get('memory') or {}
+  if memory.get('xla_temp_bytes') is not None:
+    return memory['xla_temp_bytes'], 'XLA temp (proxy)'
+  if memory.get('autograd_saved_bytes') is not None:
+    return memory['autograd_saved_bytes'], 'autograd saved (proxy)'
+  return None, ''
+
+
+def _grouped_bars(ax, groups: dict[str, dict[str, float]], ylabel: str,
+                  notes: dict[tuple[str, str], str] | None = None) -> None:
+  """One cluster of bars per group, one bar per framework."""
+  frameworks = [f for f in _COLOURS
+                if any(f in values for values in groups.values())]
+  width = 0.8 / max(len(frameworks), 1)
+  for i, framework in enumerate(frameworks):
+    xs, ys = [], []
+    for g, values in enumerate(groups.values()):
+      if framework in values:
+        xs.append(g + (i - (len(frameworks) - 1) / 2) * width)
+        ys.append(values[framework])
+    bars = ax.bar(xs, ys, width, label=framework, color=_COLOURS[framework])
+    for bar, group in zip(bars, [k for k, v in groups.items()
+                                 if framework in v]):
+      note = (notes or {}).get((group, framework))
+      if note:
+        ax.annotate(note, (bar.get_x() + bar.get_width() / 2,
+                           bar.get_height()), ha='center', va='bottom',
+                    fontsize=6, rotation=90, xytext=(0, 2),
+                    textcoords='offset points')
+  ax.set_xticks(range(len(groups)))
+  ax.set_xticklabels(list(groups), fontsize=7)
+  ax.set_ylabel(ylabel)
+  ax.legend(fontsize=7)
+  ax.grid(axis='y', alpha=0.3)
+
+
+def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
+  """Draws the results of one or more benchmark JSON documents.
+
+  Args:
+    documents: parsed `--json` outputs of `l2a_jax.benchmark`.
+    out_path: PNG file to write.
+  """
+  rows = [r for d in documents for r in d.get('results', [])
+          if not r.get('error')]
+  depth_rows = [r for d in documents for r in d.get('memory_vs_depth', [])
+                if not r.get('error')]
+  panels = int(bool(rows)) * 2 + int(bool(depth_rows))
+  if not panels:
+    raise ValueError('nothing to plot: no successful results')
+  fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.0),
+                           squeeze=False)
+  axes = list(axes[0])
+  device = ', '.join(sorted({d['device']['name'] for d in documents}))
+
+  if rows:
+    speed = collections.OrderedDict()
+    memory = collections.OrderedDict()
+    notes = {}
+    for row in rows:
+      group = f"{row['model_label']}\n{row['mode']} {row['dtype']}"
+      speed.setdefault(group, {})[row['framework']] = row['samples_per_s']
+      value, what = memory_of(row)
+      if value is not None:
+        memory.setdefault(group, {})[row['framework']] = value / _MIB
+        notes[(group, row['framework'])] = what
+    ax = axes.pop(0)
+    _grouped_bars(ax, speed, 'samples / s (higher is better)')
+    ax.set_title(f'Throughput, batch {rows[0]["batch"]}', fontsize=9)
+    ax = axes.pop(0)
+    _grouped_bars(ax, memory, 'MiB (lower is better)', notes)
+    ax.set_title('Memory per step', fontsize=9)
+
+  if depth_rows:
+    ax = axes.pop(0)
+    series = collections.defaultdict(list)
+    for row in depth_rows:
+      if row['framework'] == 'jax':
+        value, what = row.get('xla_temp_bytes'), 'XLA temp'
+      elif row.get('cuda_step_peak_bytes') is not None:
+        value, what = row['cuda_step_peak_bytes'], 'CUDA step peak'
+      else:
+        value, what = row.get('autograd_saved_bytes'), 'autograd saved'
+      if value is not None:
+        key = f"{row['model']} {row['variant']} ({what})"
+        series[key].append((row['depth'], value / _MIB))
+    for key, points in sorted(series.items()):
+      points.sort()
+      ax.plot([p[0] for p in points], [p[1] for p in points], marker='o',
+              label=key)
+    ax.set_xlabel('depth (layers)')
+    ax.set_ylabel('MiB')
+    ax.set_title(f'Training memory vs depth, batch {depth_rows[0]["batch"]}',
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+  fig.suptitle(f'l2a_jax benchmark: {device}', fontsize=10)
+  fig.tight_layout()
+  fig.savefig(out_path, dpi=120)
+  plt.close(fig)
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  # Defined only when run as a program: `benchmark.py` imports this module
+  # and has a `--json` flag of its own.
+  flags.DEFINE_multi_string('json', [], 'Benchmark result file(s).')
+  flags.DEFINE_string('out', None, 'PNG file to write.')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    sys.exit(f'benchmark_plot: error: unexpected arguments {argv[1:]}')
+  if not FLAGS.json or not FLAGS.out:
+    sys.exit('benchmark_plot: error: --json and --out are required')
+  documents = []
+  for path in FLAGS.json:
+    try:
+      with open(path, encoding='utf-8') as f:
+        documents.append(json.load(f))
+    except (OSError, json.JSONDecodeError) as e:
+      sys.exit(f'benchmark_plot: error: {path}: {e}')
+  try:
+    plot(documents, FLAGS.out)
+  except ValueError as e:
+    sys.exit(f'benchmark_plot: error: {e}')
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)

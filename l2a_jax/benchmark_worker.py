@@ -1,0 +1,180 @@
+"""One benchmark measurement in a process of its own.
+
+`python -m l2a_jax.benchmark` starts this module once per (framework, model,
+mode, dtype) so that measurements cannot disturb each other: JAX's
+`peak_bytes_in_use` is a high-water mark over the life of a process, XLA on
+GPU preallocates most of the device memory (which would starve a PyTorch run
+in the same process), and each framework's caches and thread pools start
+fresh.
+
+  python -m l2a_jax.benchmark_worker SPEC.json RESULT.json
+
+SPEC.json is written by `l2a_jax.benchmark` (keys in `run_spec`); the result
+is written atomically to RESULT.json. Torch is imported only for torch
+measurements and JAX only for JAX ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+# Keys of a measurement spec (written by `benchmark.py`):
+#   kind: 'steps' (time a train or inference step) | 'memory_vs_depth'.
+#   framework: 'jax' | 'torch' | 'torch_compile'.
+#   mode: 'train' | 'infer'; dtype: 'float32' | 'bfloat16'.
+#   batch, steps, warmup, seed: ints.
+#   fp32_matmul: 'highest' | 'tf32' (float32 matmul precision, both sides).
+#   torch_threads: CPU threads of PyTorch (0 = its default).
+#   model: the `config.model` section as a dict.
+#   loss: {'mpjpe', 'n_mpjpe', 'velocity'} weights.
+#   optim: {'learning_rate', 'weight_decay'} of AdamW.
+#   depths, variants: the depth sweep ('memory_vs_depth' only).
+
+
+def synthetic_batch(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+  """The same random (inputs, targets) for every framework.
+
+  Args:
+    spec: a measurement spec (batch, seed, model shape).
+
+  Returns:
+    inputs float32 `[batch, frames, joints, dim_in]` and targets float32
+    `[batch, frames, joints, dim_out]`, standard normal (never zeros, which
+    can run faster than real data).
+  """
+  model = spec['model']
+  rng = np.random.default_rng(spec['seed'])
+  shape = (spec['batch'], model['num_frames'], model['num_joints'])
+  inputs = rng.standard_normal(shape + (model['dim_in'],), np.float32)
+  targets = rng.standard_normal(shape + (model['dim_out'],), np.float32)
+  return inputs, targets
+
+
+def time_steps(step: Callable[[], Any], wait: Callable[[Any], None],
+               warmup: int, steps: int) -> dict[str, Any]:
+  """Times `steps` calls of `step` after one first call and `warmup` more.
+
+  Args:
+    step: runs one step and returns something `wait` can block on.
+    wait: blocks until the device finished the work behind its argument
+      (JAX `block_until_ready`, `torch.cuda.synchronize`).
+    warmup: untimed calls after the first one.
+    steps: timed calls.
+
+  Returns:
+    first_step_s (the first call, including any lazy compilation) and
+    step_ms (one wall-clock time per timed call, device work included).
+  """
+  start = time.perf_counter()
+  wait(step())
+  first = time.perf_counter() - start
+  for _ in range(warmup):
+    wait(step())
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    wait(step())
+    times.append((time.perf_counter() - start) * 1e3)
+  return {'first_step_s': first, 'step_ms': times}
+
+
+def summarise_times(timing: dict[str, Any], batch: int) -> dict[str, Any]:
+  """Adds median / quartiles / samples per second to a `time_steps` result."""
+  times = timing['step_ms']
+  median = statistics.median(times)
+  quartiles = (statistics.quantiles(times, n=4) if len(times) > 1
+               else [times[0]] * 3)
+  return {
+      **timing,
+      'step_ms_median': median,
+      'step_ms_q1': quartiles[0],
+      'step_ms_q3': quartiles[2],
+      'step_ms_min': min(times),
+      'samples_per_s': batch / (median / 1e3),
+  }
+
+
+def host_peak_rss_bytes() -> int:
+  """Peak resident memory of this process so far (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+  """Writes JSON to a temporary file next to `path`, then renames it."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+  try:
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      json.dump(data, f, indent=1, sort_keys=False)
+      f.write('\n')
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+  """Runs one measurement and returns its result dict."""
+  # Imported here so that a torch measurement never imports the JAX model
+  # code and a JAX measurement never imports torch.
+  if spec['framework'] == 'jax':
+    from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
+    module = benchmark_jax
+  else:
+    from l2a_jax import benchmark_torch  # pylint: disable=g-import-not-at-top
+    module = benchmark_torch
+  measure = {'steps': module.measure_steps,
+             'memory_vs_depth': module.measure_memory_vs_depth}.get(
+                 spec['kind'])
+  if measure is None:
+    raise ValueError(f"spec kind: expected 'steps' | 'memory_vs_depth', "
+                     f"got {spec['kind']!r}")
+  # Other processes on the host distort CPU timings badly (PyTorch's OpenMP
+  # threads spin when they lose their core): record the load around the run.
+  load_before = os.getloadavg()[0]
+  result = measure(spec)
+  result['host_load_1min'] = [load_before, os.getloadavg()[0]]
+  return result
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+  """Whether an exception is a device out-of-memory error (either side)."""
+  text = f'{type(error).__name__}: {error}'
+  return ('RESOURCE_EXHAUSTED' in text or 'OutOfMemoryError' in text or
+          'out of memory' in text.lower())
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) != 3:
+    print('usage: python -m l2a_jax.benchmark_worker SPEC.json RESULT.json',
+          file=sys.stderr)
+    return 2
+  with open(argv[1], encoding='utf-8') as f:
+    spec = json.load(f)
+  try:
+    result = run_spec(spec)
+  except Exception as e:  # pylint: disable=broad-except
+    # An out-of-memory run is a result ("does not fit"), not a crash of the
+    # benchmark; anything else is reported by the parent and fails the run.
+    message = f'{type(e).__name__}: {e}'.splitlines()[0][:500]
+    result = {'error': message, 'out_of_memory': is_out_of_memory(e)}
+    if not result['out_of_memory']:
+      import traceback  # pylint: disable=g-import-not-at-top
+      traceback.print_exc()
+  write_json_atomic(argv[2], result)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))

@@ -1,0 +1,109 @@
+r"""CLI: prepare a TFDS pose dataset (array_record, no TensorFlow).
+
+  python -m l2a_jax.data.prepare --dataset NAME [--builder_config CONFIG] \
+      [--manual_dir DIR] --data_dir DIR [--allow_pickle] [--overwrite]
+
+NAME is one of h36m, mpi_inf_3dhp, bvh_motion, synthetic, optionally with
+the config after a slash (`h36m/videopose3d_cpn`). Source files and configs:
+
+  h36m/motionbert       DIR/h36m_sh_conf_cam_source_final.pkl
+  h36m/videopose3d_cpn  DIR/data_3d_h36m.npz,
+                        DIR/data_2d_h36m_cpn_ft_h36m_dbb.npz
+  h36m/videopose3d_gt   DIR/data_3d_h36m.npz
+  mpi_inf_3dhp          DIR/data_train_3dhp.npz, DIR/data_test_3dhp.npz
+  bvh_motion/default    DIR/**/*.bvh (+ optional mapping.json,
+  bvh_motion/noisy      test_files.txt)
+  synthetic/default     nothing (generated)
+  synthetic/large
+
+The Human3.6M and 3DHP files store Python objects that only pickle can read.
+They are read only with --allow_pickle, and then through a restricted
+unpickler that accepts NumPy arrays and plain containers and nothing else.
+
+Exit status 0 on success; on bad input one line `error: ...` and status 1.
+"""
+
+import argparse
+import sys
+
+from l2a_jax.data import builders
+from l2a_jax.data import formats
+
+_MANUAL = ('h36m', 'mpi_inf_3dhp', 'bvh_motion')
+_PICKLED = ('h36m', 'mpi_inf_3dhp')
+
+
+def _parse(argv):
+  parser = argparse.ArgumentParser(
+      prog='python -m l2a_jax.data.prepare',
+      description=__doc__.split('\n\n')[0],
+      epilog=('The Human3.6M and MPI-INF-3DHP source files are pickled '
+              'Python objects: they are read only with --allow_pickle (a '
+              'restricted unpickler that loads NumPy arrays and plain '
+              'containers only).'),
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--dataset', required=True,
+                      help='h36m | mpi_inf_3dhp | bvh_motion | synthetic '
+                      '(optionally NAME/CONFIG)')
+  parser.add_argument('--builder_config', default=None,
+                      help='config of the dataset (h36m: motionbert, '
+                      'videopose3d_cpn, videopose3d_gt; bvh_motion: default, '
+                      'noisy; synthetic: default, large)')
+  parser.add_argument('--manual_dir', default=None,
+                      help='folder with the source files (not for synthetic)')
+  parser.add_argument('--data_dir', default=None,
+                      help='TFDS data root (default $TFDS_DATA_DIR or '
+                      '~/tensorflow_datasets)')
+  parser.add_argument('--allow_pickle', action='store_true',
+                      help='allow reading the pickled Human3.6M / 3DHP '
+                      'source files (restricted to NumPy arrays and '
+                      'containers); needed for h36m and mpi_inf_3dhp')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='rebuild even if the dataset is already prepared')
+  return parser.parse_args(argv)
+
+
+def run(args) -> str:
+  """Prepares the dataset; returns a summary line. Raises on bad input."""
+  name, _, config = args.dataset.partition('/')
+  if config and args.builder_config and config != args.builder_config:
+    raise ValueError(f'--dataset {args.dataset} and --builder_config '
+                     f'{args.builder_config} disagree')
+  config = config or args.builder_config
+  if name in _MANUAL and not args.manual_dir:
+    raise ValueError(f'--dataset {name} needs --manual_dir (the folder with '
+                     'the source files)')
+  if name in _PICKLED and not args.allow_pickle:
+    raise formats.PickleNotAllowedError(
+        f'{name} source files are pickled Python objects; pass '
+        '--allow_pickle to read them (restricted to NumPy arrays)')
+  builder = builders.get_builder(name, config, args.data_dir,
+                                 allow_pickle=args.allow_pickle)
+  if args.overwrite and builder.is_prepared():
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(builder.data_dir)
+    builder = builders.get_builder(name, config, args.data_dir,
+                                   allow_pickle=args.allow_pickle)
+  builders.prepare(builder, manual_dir=args.manual_dir)
+  splits = builder.info.splits
+  parts = [f'{split} {splits[split].num_examples} videos'
+           for split in ('train', 'test')]
+  return f'{builder.info.full_name} in {builder.data_dir}: ' + ', '.join(parts)
+
+
+def main(argv=None) -> int:
+  args = _parse(argv)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+  try:
+    summary = run(args)
+  except (ValueError, OSError) as error:
+    message = ' '.join(str(error).split())
+    print(f'error: {message}', file=sys.stderr)
+    return 1
+  print(summary)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,71 @@
+"""Scalar summaries to the log and to TensorBoard, without TensorFlow.
+
+`clu.metric_writers` (the usual choice) imports TensorFlow when the package
+is imported, even for its logging writer, and its TF-free TensorBoard writer
+needs torch. This module gives the same small interface on top of
+`tensorboardX` (protobuf only): every process logs, only process 0 writes
+event files.
+"""
+
+import os
+from typing import Any, Mapping
+
+from absl import logging
+import numpy as np
+
+
+class MetricWriter:
+  """Writes scalars to the log (and TensorBoard event files on process 0)."""
+
+  def __init__(self, logdir: str | os.PathLike[str] | None,
+               just_logging: bool = False):
+    """Creates the writer.
+
+    Args:
+      logdir: TensorBoard directory; None writes no event files.
+      just_logging: only log (non-zero processes).
+    """
+    self._tensorboard = None
+    if logdir is not None and not just_logging:
+      # Imported lazily: only the writing process needs it.
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tensorboard = tensorboardX.SummaryWriter(logdir=os.fspath(logdir))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """Logs `name = value` pairs of one step (values are scalars)."""
+    values = {k: float(np.asarray(v)) for k, v in scalars.items()}
+    logging.info(
+        '[%d] %s', step,
+        ', '.join(f'{k}={v:.6g}' for k, v in sorted(values.items())),
+    )
+    if self._tensorboard is not None:
+      for key, value in values.items():
+        self._tensorboard.add_scalar(key, value, global_step=step)
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    """Logs the flattened config once (text summary in TensorBoard)."""
+    lines = [f'{k}: {v}' for k, v in sorted(hparams.items())]
+    logging.info('Hyperparameters:\n  %s', '\n  '.join(lines))
+    if self._tensorboard is not None:
+      self._tensorboard.add_text('hparams', '  \n'.join(lines), global_step=0)
+
+  def flush(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+      self._tensorboard = None
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = '') -> dict:
+  """`{'model': {'depth': 16}}` -> `{'model.depth': 16}`."""
+  flat = {}
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, Mapping):
+      flat.update(flatten_config(value, f'{name}.'))
+    else:
+      flat[name] = value
+  return flat

@@ -1,0 +1,425 @@
+"""Evaluation metrics and the test-set aggregation protocols.
+
+Two halves:
+
+- Per-frame errors (jnp, also fine on NumPy inputs): MPJPE per joint,
+  P-MPJPE (Procrustes), N-MPJPE, MPJVE and acceleration error. They run
+  inside the jitted evaluation step on root-relative poses in mm.
+- `FrameAccumulator` (host NumPy): scatter-adds the per-clip-frame errors onto
+  the global test frames, so a frame seen by several windows counts once, then
+  averages with the dataset's protocol: action-wise for Human3.6M (MotionBERT),
+  frame-wise with PCK@150mm / AUC for MPI-INF-3DHP.
+
+Definitions: `docs` `data_and_metrics.md` sections 6-8.
+"""
+
+from typing import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from l2a_jax.data import skeleton as skeleton_lib
+
+# PCK/AUC use 14 joints: the head top, neck, shoulders, elbows, wrists, hips,
+# knees and ankles; pelvis, spine and head are excluded (3DHP test scripts).
+PCK_JOINTS = {
+    'mpi': tuple(skeleton_lib.MPI_PCK_JOINTS),
+    'h36m': tuple(
+        skeleton_lib.MPI_TO_H36M[m] for m in skeleton_lib.MPI_PCK_JOINTS
+    ),
+}
+PCK_THRESHOLD_MM = 150.0
+# AUC thresholds 0, 5, ..., 150 mm (31 values).
+AUC_THRESHOLDS_MM = tuple(float(t) for t in range(0, 151, 5))
+
+# Per-frame quantities accumulated by `FrameAccumulator`, each with its own
+# validity (velocity needs a previous frame, acceleration both neighbours).
+FRAME_METRICS = ('p_mpjpe', 'n_mpjpe', 'velocity', 'acceleration')
+
+_EPS = 1e-12
+
+
+def _norm(x, axis=-1):
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axis))
+
+
+def joint_errors(pred, target):
+  """Euclidean error of every joint.
+
+  Args:
+    pred: `[..., joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[..., joints]`.
+  """
+  return _norm(pred - target)
+
+
+def mpjpe_per_frame(pred, target):
+  """MPJPE of every frame: the mean over joints of `joint_errors`.
+
+  Args:
+    pred: `[..., joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[...]`.
+  """
+  return jnp.mean(joint_errors(pred, target), axis=-1)
+
+
+def procrustes_align(pred, target):
+  """Similarity transform (rotation, scale, translation) of pred onto target.
+
+  Per frame: centre both point sets, divide each by its Frobenius norm,
+  SVD of G0^T P0 = U S V^T, R = V U^T with a reflection fixed by negating the
+  last column of V and the last singular value, scale = sum(S) |G0| / |P0|,
+  t = mean(G) - scale mean(P) R (row vectors), as MotionBERT's `p_mpjpe`.
+
+  Args:
+    pred: `[..., joints, 3]`.
+    target: same shape.
+
+  Returns:
+    The aligned prediction `[..., joints, 3]`.
+  """
+  pred = jnp.asarray(pred, jnp.float32)
+  target = jnp.asarray(target, jnp.float32)
+  mu_pred = jnp.mean(pred, axis=-2, keepdims=True)
+  mu_target = jnp.mean(target, axis=-2, keepdims=True)
+  pred0 = pred - mu_pred
+  target0 = target - mu_target
+  # Degenerate frames (padding rows are all zero) must not produce NaN that
+  # would survive the masking as NaN * 0.
+  norm_pred = jnp.maximum(_norm(pred0, axis=(-2, -1)), _EPS)[..., None, None]
+  norm_target = jnp.maximum(_norm(target0, axis=(-2, -1)), _EPS)[
+      ..., None, None
+  ]
+  pred0 = pred0 / norm_pred
+  target0 = target0 / norm_target
+  h = jnp.swapaxes(target0, -1, -2) @ pred0
+  u, s, vt = jnp.linalg.svd(h)
+  v = jnp.swapaxes(vt, -1, -2)
+  rotation = v @ jnp.swapaxes(u, -1, -2)
+  # Reflection: flip the sign of the weakest direction.
+  sign = jnp.sign(jnp.linalg.det(rotation))
+  sign = jnp.where(sign == 0, 1.0, sign)
+  v = v.at[..., :, -1].multiply(sign[..., None])
+  s = s.at[..., -1].multiply(sign)
+  rotation = v @ jnp.swapaxes(u, -1, -2)
+  scale = jnp.sum(s, axis=-1)[..., None, None] * norm_target / norm_pred
+  translation = mu_target - scale * (mu_pred @ rotation)
+  return scale * (pred @ rotation) + translation
+
+
+def p_mpjpe_per_frame(pred, target):
+  """MPJPE after Procrustes alignment (protocol 2), per frame.
+
+  Args:
+    pred: `[..., joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[...]`.
+  """
+  return mpjpe_per_frame(procrustes_align(pred, target), target)
+
+
+def n_mpjpe_per_frame(pred, target):
+  """MPJPE after the least-squares scale of each frame's prediction.
+
+  s = mean_j(P . G) / mean_j(P . P) (the N-MPJPE loss, per frame).
+
+  Args:
+    pred: `[..., joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[...]`.
+  """
+  pred_sq = jnp.mean(jnp.sum(pred * pred, axis=-1), axis=-1)
+  cross = jnp.mean(jnp.sum(pred * target, axis=-1), axis=-1)
+  scale = cross / jnp.maximum(pred_sq, _EPS)
+  return mpjpe_per_frame(scale[..., None, None] * pred, target)
+
+
+def velocity_error_per_frame(pred, target):
+  """Per-joint velocity error (MPJVE) of frame t against frame t - 1.
+
+  Args:
+    pred: `[batch, frames, joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[batch, frames]`; frame 0 has no previous frame and holds 0 (see
+    `velocity_valid`).
+  """
+  diff = (pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])
+  error = jnp.mean(_norm(diff), axis=-1)
+  return jnp.pad(error, ((0, 0), (1, 0)))
+
+
+def acceleration_error_per_frame(pred, target):
+  """Per-joint acceleration error (second differences) at interior frames.
+
+  Args:
+    pred: `[batch, frames, joints, 3]`.
+    target: same shape.
+
+  Returns:
+    `[batch, frames]`; the first and last frame hold 0 (see
+    `acceleration_valid`).
+  """
+  def accel(x):
+    return x[:, :-2] - 2.0 * x[:, 1:-1] + x[:, 2:]
+
+  if pred.shape[1] < 3:
+    return jnp.zeros(pred.shape[:2], jnp.float32)
+  error = jnp.mean(_norm(accel(pred) - accel(target)), axis=-1)
+  return jnp.pad(error, ((0, 0), (1, 1)))
+
+
+def velocity_valid(valid):
+  """Frames with a velocity error: valid and preceded by a valid frame.
+
+  Args:
+    valid: bool `[batch, frames]`.
+
+  Returns:
+    bool `[batch, frames]`.
+  """
+  valid = np.asarray(valid, bool)
+  out = np.zeros_like(valid)
+  out[:, 1:] = valid[:, 1:] & valid[:, :-1]
+  return out
+
+
+def acceleration_valid(valid):
+  """Frames with an acceleration error: valid with both neighbours valid.
+
+  Args:
+    valid: bool `[batch, frames]`.
+
+  Returns:
+    bool `[batch, frames]`.
+  """
+  valid = np.asarray(valid, bool)
+  out = np.zeros_like(valid)
+  out[:, 1:-1] = valid[:, :-2] & valid[:, 1:-1] & valid[:, 2:]
+  return out
+
+
+def pck(joint_error_mm, threshold_mm: float = PCK_THRESHOLD_MM) -> float:
+  """Percentage of joint errors strictly below the threshold.
+
+  Args:
+    joint_error_mm: `[frames, joints]` (or any shape) errors in mm.
+    threshold_mm: the threshold.
+
+  Returns:
+    PCK in percent.
+  """
+  return 100.0 * float(np.mean(np.asarray(joint_error_mm) < threshold_mm))
+
+
+def auc(joint_error_mm,
+        thresholds_mm: Sequence[float] = AUC_THRESHOLDS_MM) -> float:
+  """Area under the PCK curve: the mean PCK over the thresholds, in percent.
+
+  Args:
+    joint_error_mm: `[frames, joints]` (or any shape) errors in mm.
+    thresholds_mm: the thresholds (default 0, 5, ..., 150 mm).
+
+  Returns:
+    AUC in percent.
+  """
+  return float(np.mean([pck(joint_error_mm, t) for t in thresholds_mm]))
+
+
+def eval_errors(pred_mm, target_mm):
+  """Every per-frame error the evaluation accumulates (jit-friendly).
+
+  Args:
+    pred_mm: `[batch, frames, joints, 3]` root-relative prediction in mm.
+    target_mm: same shape, root-relative ground truth in mm.
+
+  Returns:
+    `{'joint': [batch, frames, joints], name: [batch, frames] for name in
+    FRAME_METRICS}`.
+  """
+  return {
+      'joint': joint_errors(pred_mm, target_mm),
+      'p_mpjpe': p_mpjpe_per_frame(pred_mm, target_mm),
+      'n_mpjpe': n_mpjpe_per_frame(pred_mm, target_mm),
+      'velocity': velocity_error_per_frame(pred_mm, target_mm),
+      'acceleration': acceleration_error_per_frame(pred_mm, target_mm),
+  }
+
+
+class FrameAccumulator:
+  """Scatter-adds per-clip errors onto test frames and averages them.
+
+  Errors of a frame covered by several windows are averaged (the protocol's
+  accumulate-and-count); frames never covered by a valid window do not count.
+  """
+
+  def __init__(
+      self,
+      num_test_frames: int,
+      num_joints: int,
+      action_names: Sequence[str] = (),
+  ):
+    """Allocates the per-frame accumulators.
+
+    Args:
+      num_test_frames: size of the global test-frame index (`frame_id` range).
+      num_joints: J.
+      action_names: the dataset's action names (`action_id` indexes them).
+    """
+    self.num_test_frames = int(num_test_frames)
+    self.action_names = tuple(action_names)
+    self._joint_sum = np.zeros((num_test_frames, num_joints), np.float64)
+    self._sums = {
+        name: np.zeros(num_test_frames, np.float64) for name in FRAME_METRICS
+    }
+    self._counts = {
+        name: np.zeros(num_test_frames, np.int64)
+        for name in FRAME_METRICS + ('joint',)
+    }
+    self._action = np.full(num_test_frames, -1, np.int64)
+
+  def add(
+      self,
+      errors: Mapping[str, np.ndarray],
+      frame_id: np.ndarray,
+      valid: np.ndarray,
+      action_id: np.ndarray,
+  ) -> None:
+    """Adds one evaluation batch.
+
+    Args:
+      errors: `eval_errors` output as NumPy (`joint` `[b, T, J]`, the others
+        `[b, T]`), in mm; a missing per-frame metric is skipped (its
+        results are NaN), `joint` is required.
+      frame_id: int `[b, T]` global test-frame index of every clip frame.
+      valid: bool `[b, T]`: frames that count (False on padding rows).
+      action_id: int `[b]`: action of each clip (-1 unknown).
+    """
+    valid = np.asarray(valid, bool)
+    frame_id = np.asarray(frame_id, np.int64)
+    if valid.any():
+      ids = frame_id[valid]
+      if ids.min() < 0 or ids.max() >= self.num_test_frames:
+        raise ValueError(
+            f'frame_id out of range [0, {self.num_test_frames}): '
+            f'{ids.min()}..{ids.max()}'
+        )
+    validity = {
+        'joint': valid,
+        'p_mpjpe': valid,
+        'n_mpjpe': valid,
+        'velocity': velocity_valid(valid),
+        'acceleration': acceleration_valid(valid),
+    }
+    for name, mask in validity.items():
+      if not mask.any() or name not in errors:
+        continue
+      ids = frame_id[mask]
+      np.add.at(self._counts[name], ids, 1)
+      if name == 'joint':
+        np.add.at(self._joint_sum, ids, np.asarray(errors['joint'])[mask])
+      else:
+        np.add.at(self._sums[name], ids, np.asarray(errors[name])[mask])
+    clip_action = np.broadcast_to(
+        np.asarray(action_id, np.int64)[:, None], valid.shape
+    )
+    self._action[frame_id[valid]] = clip_action[valid]
+
+  def _frame_means(self):
+    covered = self._counts['joint'] > 0
+    joint = self._joint_sum[covered] / self._counts['joint'][covered, None]
+    per_frame = {'mpjpe': joint.mean(axis=-1)}
+    for name in ('p_mpjpe', 'n_mpjpe'):
+      per_frame[name] = self._sums[name][covered] / self._counts[name][covered]
+    return covered, joint, per_frame
+
+  def results(self, protocol: str, skeleton: str = 'h36m') -> dict:
+    """Final metrics.
+
+    Args:
+      protocol: 'action_mean' (Human3.6M: average within each action, then
+        the unweighted mean over actions) | 'frame_mean' (every covered frame
+        weighs the same; MPI-INF-3DHP, synthetic data).
+      skeleton: joint order ('h36m' | 'mpi'), for the PCK joint subset.
+
+    Returns:
+      `{'mpjpe_mm', 'p_mpjpe_mm', 'n_mpjpe_mm', 'mpjve_mm', 'accel_error_mm',
+      'pck_150mm', 'auc', 'num_frames', 'protocol', 'per_action'}`;
+      `per_action` maps action names to their frame-mean metrics (empty
+      without action names); with 'action_mean' the frame means are also
+      given as `*_frame_mean`.
+    """
+    if protocol not in ('action_mean', 'frame_mean'):
+      raise ValueError(f'unknown evaluation protocol {protocol!r}')
+    if skeleton not in PCK_JOINTS:
+      raise ValueError(f'unknown skeleton {skeleton!r}')
+    covered, joint, per_frame = self._frame_means()
+    if not covered.any():
+      raise ValueError('evaluation covered no valid test frame')
+    actions = self._action[covered]
+    motion = {}
+    for name, key in (('velocity', 'mpjve'), ('acceleration', 'accel_error')):
+      has = self._counts[name] > 0
+      motion[key] = (self._sums[name][has] / self._counts[name][has], has)
+    pck_joints = list(PCK_JOINTS[skeleton])
+
+    def summarise(frame_mask, motion_masks):
+      out = {
+          'mpjpe_mm': _mean(per_frame['mpjpe'][frame_mask]),
+          'p_mpjpe_mm': _mean(per_frame['p_mpjpe'][frame_mask]),
+          'n_mpjpe_mm': _mean(per_frame['n_mpjpe'][frame_mask]),
+          'pck_150mm': pck(joint[frame_mask][:, pck_joints]),
+          'auc': auc(joint[frame_mask][:, pck_joints]),
+      }
+      for key, (values, _) in motion.items():
+        out[f'{key}_mm'] = _mean(values[motion_masks[key]])
+      out['num_frames'] = int(frame_mask.sum())
+      return out
+
+    everything = summarise(
+        np.ones(len(actions), bool),
+        {key: np.ones(len(values), bool) for key, (values, _) in motion.items()},
+    )
+    per_action = {}
+    for index, name in enumerate(self.action_names):
+      frames = actions == index
+      if not frames.any():
+        continue
+      motion_masks = {
+          key: self._action[has] == index for key, (_, has) in motion.items()
+      }
+      per_action[name] = summarise(frames, motion_masks)
+
+    if protocol == 'action_mean':
+      if not per_action:
+        raise ValueError('action_mean protocol needs action names and ids')
+      results = {
+          key: float(np.mean([table[key] for table in per_action.values()]))
+          for key in everything
+          if key != 'num_frames'
+      }
+      results.update(
+          {f'{key}_frame_mean': value for key, value in everything.items()
+           if key != 'num_frames'}
+      )
+    else:
+      results = {k: v for k, v in everything.items() if k != 'num_frames'}
+    results['num_frames'] = everything['num_frames']
+    results['protocol'] = protocol
+    results['per_action'] = per_action
+    return results
+
+
+def _mean(values: np.ndarray) -> float:
+  return float(np.mean(values)) if values.size else float('nan')

@@ -1,0 +1,500 @@
+"""Training and evaluation loop: `train_and_evaluate(config, workdir)`.
+
+Data parallelism is `jax.jit` over a one-axis device mesh (`sharding.py`):
+the parameters are created already replicated on every device (the init
+function is traced with `jax.eval_shape`, then run under `jax.jit` with
+`out_shardings`), the global batch is split over the 'data' axis, the
+parameter and optimizer state are donated to the step, and the dropout key
+is `fold_in(key, step)`. The model is used functionally: `nnx.split` once,
+`nnx.merge(graphdef, params, rest)` inside the jitted step (the NNX
+performance guide's recipe; `nnx.jit` would walk the object graph on every
+call).
+
+Sections: config checks and durations; model, parameters and optimizer;
+the jitted train step; the loop (logging, NaN/Inf guard, evaluation,
+checkpoints); the final evaluation.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+from absl import logging
+from clu import parameter_overview
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from l2a_jax import checkpointing
+from l2a_jax import evaluate
+from l2a_jax import losses
+from l2a_jax import metric_writers
+from l2a_jax import models
+from l2a_jax import optim
+from l2a_jax import sharding
+from l2a_jax.data import input_pipeline
+from l2a_jax.data import skeleton as skeleton_lib
+
+# Batch fields the train step reads.
+TRAIN_KEYS = ('inputs', 'targets')
+
+
+class NonFiniteError(FloatingPointError):
+  """A training metric became NaN or Inf; raised before anything is saved."""
+
+
+# ---------------------------------------------------------------------------
+# Config checks and durations.
+# ---------------------------------------------------------------------------
+
+
+def check_config(config: ml_collections.ConfigDict,
+                 mesh: jax.sharding.Mesh) -> None:
+  """Raises a one-line ValueError naming the first inconsistent field."""
+  if config.data.num_frames != config.model.num_frames:
+    raise ValueError(
+        f'config.data.num_frames={config.data.num_frames} must equal '
+        f'config.model.num_frames={config.model.num_frames}'
+    )
+  accumulation = int(config.optim.accumulation_steps)
+  if accumulation < 1:
+    raise ValueError(
+        f'config.optim.accumulation_steps must be >= 1, got {accumulation}'
+    )
+  batch = int(config.data.batch_size)
+  devices = mesh.devices.size
+  if batch % (accumulation * devices):
+    raise ValueError(
+        f'config.data.batch_size={batch} must be divisible by '
+        f'accumulation_steps x devices = {accumulation} x {devices}'
+    )
+  sharding.process_batch_size(batch, mesh)
+  sharding.process_batch_size(
+      int(config.data.eval_batch_size), mesh, 'config.data.eval_batch_size'
+  )
+  for key in losses.TERMS:
+    if key not in config.loss:
+      raise ValueError(f'config.loss.{key} is missing')
+  if config.train.keep_checkpoints < 1:
+    raise ValueError(
+        f'config.train.keep_checkpoints must be >= 1, got '
+        f'{config.train.keep_checkpoints}'
+    )
+
+
+def total_train_steps(config: ml_collections.ConfigDict,
+                      steps_per_epoch: int) -> int:
+  """`train.num_train_steps` if > 0, else `num_epochs * steps_per_epoch`."""
+  if config.train.num_train_steps > 0:
+    return int(config.train.num_train_steps)
+  total = int(round(config.train.num_epochs * steps_per_epoch))
+  if total <= 0:
+    raise ValueError(
+        f'config.train.num_epochs={config.train.num_epochs} x '
+        f'{steps_per_epoch} steps per epoch gives no training step'
+    )
+  return total
+
+
+def cadence(every: int, steps_per_epoch: int) -> int:
+  """A period in steps; -1 means once per epoch."""
+  return steps_per_epoch if every == -1 else max(int(every), 1)
+
+
+def is_time(step: int, every: int, total: int) -> bool:
+  """Whether a periodic action fires after `step` updates (last included)."""
+  return step % every == 0 or step == total
+
+
+# ---------------------------------------------------------------------------
+# Data, model, parameters and optimizer.
+# ---------------------------------------------------------------------------
+
+
+def load_datasets(config: ml_collections.ConfigDict) -> input_pipeline.Datasets:
+  """The training and test pipelines of `config.data` for this process."""
+  return input_pipeline.get_datasets(config.data, seed=config.seed)
+
+
+def _create_split_model(model_config: ml_collections.ConfigDict, seed: int):
+  model = models.create_model(model_config, nnx.Rngs(seed))
+  return nnx.split(model, nnx.Param, ...)
+
+
+def abstract_model(
+    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> tuple[nnx.GraphDef, Any, Any]:
+  """The model's graph definition, parameter shapes and other state.
+
+  Args:
+    config: run config (`model`, `seed`).
+    mesh: the data mesh.
+
+  Returns:
+    `(graphdef, abstract_params, rest)`: `abstract_params` a pure dict of
+    `jax.ShapeDtypeStruct` carrying the replicated sharding (a restore
+    target), `rest` the model's non-parameter state (constants) as a pure
+    dict of replicated arrays.
+  """
+  graphdef, abstract_params, abstract_rest = nnx.eval_shape(
+      lambda: _create_split_model(config.model, config.seed)
+  )
+  replicated = sharding.replicated(mesh)
+  abstract_params = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+      nnx.to_pure_dict(abstract_params),
+  )
+  rest = {}
+  if jax.tree.leaves(abstract_rest):
+    rest = jax.jit(
+        lambda: nnx.to_pure_dict(
+            _create_split_model(config.model, config.seed)[2]),
+        out_shardings=replicated,
+    )()
+  return graphdef, abstract_params, rest
+
+
+def init_params(config: ml_collections.ConfigDict,
+                mesh: jax.sharding.Mesh) -> Any:
+  """Initial parameters, created directly with the replicated sharding."""
+  return jax.jit(
+      lambda: nnx.to_pure_dict(
+          _create_split_model(config.model, config.seed)[1]),
+      out_shardings=sharding.replicated(mesh),
+  )()
+
+
+# ---------------------------------------------------------------------------
+# The train step.
+# ---------------------------------------------------------------------------
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    schedule: optim.Schedule,
+    config: ml_collections.ConfigDict,
+    parents: tuple[int, ...],
+    mesh: jax.sharding.Mesh,
+) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
+  """Builds the jitted, state-donating training step.
+
+  Args:
+    graphdef: the model's graph definition.
+    tx: the optax transformation.
+    schedule: learning-rate schedule (logged).
+    config: run config (`loss`, `optim.accumulation_steps`,
+      `model.drop_path`).
+    parents: joint parents (limb loss terms).
+    mesh: the data mesh.
+
+  Returns:
+    `step_fn(params, opt_state, batch, rest, key, step) -> (params,
+    opt_state, metrics)`; `batch` has `inputs` `[B, T, J, C_in]` and
+    `targets` `[B, T, J, 3]` sharded over 'data'; `params` and `opt_state`
+    are donated; `metrics` are replicated scalars.
+  """
+  weights = {name: float(config.loss[name]) for name in losses.TERMS}
+  accumulation = int(config.optim.accumulation_steps)
+  stochastic = float(config.model.drop_path) > 0.0
+
+  def loss_fn(params, rest, inputs, targets, rng):
+    model = nnx.merge(graphdef, params, rest)
+    pred = model(inputs, dropout_rng=rng)
+    return losses.total_loss(pred, targets, weights, parents)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(params, opt_state, batch, rest, key, step):
+    rng = jax.random.fold_in(key, step) if stochastic else None
+    if accumulation == 1:
+      (loss, terms), grads = grad_fn(
+          params, rest, batch['inputs'], batch['targets'], rng
+      )
+    else:
+      # Micro-batch i takes rows i, i + k, i + 2k, ...: each micro-batch
+      # stays spread over all devices.
+      def split(x):
+        x = x.reshape(x.shape[0] // accumulation, accumulation, *x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        return jax.lax.with_sharding_constraint(
+            x, jax.sharding.NamedSharding(
+                mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)))
+
+      micro = {k: split(batch[k]) for k in TRAIN_KEYS}
+
+      def accumulate(grad_sum, xs):
+        micro_batch, index = xs
+        micro_rng = None if rng is None else jax.random.fold_in(rng, index)
+        (loss, terms), grads = grad_fn(
+            params, rest, micro_batch['inputs'], micro_batch['targets'],
+            micro_rng,
+        )
+        return jax.tree.map(jnp.add, grad_sum, grads), (loss, terms)
+
+      zeros = jax.tree.map(jnp.zeros_like, params)
+      grad_sum, (loss, terms) = jax.lax.scan(
+          accumulate, zeros, (micro, jnp.arange(accumulation))
+      )
+      grads = jax.tree.map(lambda g: g / accumulation, grad_sum)
+      loss = jnp.mean(loss)
+      terms = jax.tree.map(jnp.mean, terms)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = {
+        'loss': loss,
+        **{f'loss_{name}': value for name, value in terms.items()},
+        'grad_norm': optax.global_norm(grads),
+        # The norm of the *new* parameters: the guard checks what is saved.
+        'param_norm': optax.global_norm(params),
+        'learning_rate': schedule(step),
+    }
+    return params, opt_state, metrics
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(
+      train_step,
+      in_shardings=(replicated, replicated, sharding.batch_sharding(mesh),
+                    replicated, replicated, replicated),
+      out_shardings=(replicated, replicated, replicated),
+      donate_argnums=(0, 1),
+  )
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _PendingMetrics:
+  """Per-step metrics kept on the devices until the next flush."""
+
+  steps: list[int] = dataclasses.field(default_factory=list)
+  values: list[dict[str, jax.Array]] = dataclasses.field(default_factory=list)
+
+  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self.steps.append(step)
+    self.values.append(metrics)
+
+  def flush(self) -> dict[str, float]:
+    """Fetches, checks for NaN/Inf (raising), returns the means."""
+    if not self.steps:
+      return {}
+    host = jax.device_get(self.values)
+    for step, values in zip(self.steps, host):
+      for name in sorted(values):
+        if not np.isfinite(values[name]):
+          raise NonFiniteError(
+              f'step {step}: {name} is {float(values[name])} (non-finite); '
+              f'stopped without saving this state'
+          )
+    means = {name: float(np.mean([v[name] for v in host]))
+             for name in host[0]}
+    self.steps, self.values = [], []
+    return means
+
+
+def _log_compiled_memory(compiled: Any) -> None:
+  try:
+    analysis = compiled.memory_analysis()
+  except (NotImplementedError, RuntimeError):  # Not on every backend.
+    analysis = None
+  if analysis is None:
+    return
+  fields = ('argument_size_in_bytes', 'output_size_in_bytes',
+            'temp_size_in_bytes', 'generated_code_size_in_bytes')
+  sizes = {f: getattr(analysis, f, None) for f in fields}
+  logging.info(
+      'Train step memory (per device): %s',
+      ', '.join(f'{k[:-9]}={v / 2**20:.1f} MiB' for k, v in sizes.items()
+                if v is not None),
+  )
+
+
+def _meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return {'model': config.model.to_dict(), 'data': config.data.name}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Trains (resuming from `workdir` when it has checkpoints), evaluates.
+
+  Args:
+    config: the run config (`configs/l2a_h36m.py` documents every field).
+    workdir: where checkpoints, TensorBoard events, `eval_metrics.json` and
+      the skeleton picture go.
+
+  Returns:
+    The final evaluation metrics (also in `WORKDIR/eval_metrics.json`).
+  """
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  writer = metric_writers.MetricWriter(workdir, just_logging=not is_main)
+  mesh = sharding.create_mesh(config.mesh)
+  check_config(config, mesh)
+  logging.info('Mesh %s over %d devices (%d processes), %d per process.',
+               dict(mesh.shape), mesh.devices.size, jax.process_count(),
+               jax.local_device_count())
+
+  datasets = load_datasets(config)
+  info = datasets.info
+  skeleton = skeleton_lib.get(info.skeleton)
+  steps_per_epoch = int(info.steps_per_epoch)
+  total_steps = total_train_steps(config, steps_per_epoch)
+  log_every = max(int(config.train.log_every_steps), 1)
+  eval_every = cadence(config.train.eval_every_steps, steps_per_epoch)
+  ckpt_every = cadence(config.train.checkpoint_every_steps, steps_per_epoch)
+  logging.info(
+      'Training %d steps (%d per epoch, global batch %d, %d per process).',
+      total_steps, steps_per_epoch, config.data.batch_size,
+      config.data.batch_size // jax.process_count(),
+  )
+
+  graphdef, abstract_params, rest = abstract_model(config, mesh)
+  tx, schedule = optim.create_optimizer(config.optim, steps_per_epoch,
+                                        total_steps)
+  replicated = sharding.replicated(mesh)
+  init_opt_state = jax.jit(tx.init, out_shardings=replicated)
+  abstract_opt_state = jax.eval_shape(tx.init, abstract_params)
+  abstract_opt_state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+      abstract_opt_state,
+  )
+
+  manager = checkpointing.CheckpointManager(
+      workdir, keep=int(config.train.keep_checkpoints))
+  start_step = 0
+  if manager.latest_step() is not None:
+    restored = manager.restore(
+        None, abstract_params=abstract_params,
+        abstract_opt_state=abstract_opt_state, data_iter=datasets.train_iter,
+    )
+    params = restored.params
+    if restored.opt_state is None:
+      # A converted (params-only) checkpoint: fine-tune from it.
+      opt_state = init_opt_state(params)
+      start_step = 0
+    else:
+      opt_state = restored.opt_state
+      start_step = restored.step
+    logging.info('Restored checkpoint step %d (%s).', restored.step,
+                 'full' if restored.opt_state is not None else
+                 'parameters only, fresh optimizer')
+  else:
+    params = init_params(config, mesh)
+    opt_state = init_opt_state(params)
+
+  if is_main:
+    parameter_overview.log_parameter_overview(params)
+  num_params = parameter_overview.count_parameters(params)
+  logging.info('Parameters: %d (%.2f M).', num_params, num_params / 1e6)
+  writer.write_hparams(
+      {**metric_writers.flatten_config(config.to_dict()),
+       'num_params': num_params})
+
+  train_step = make_train_step(graphdef, tx, schedule, config,
+                               skeleton.parents, mesh)
+  eval_step = evaluate.make_eval_step(graphdef, skeleton,
+                                      config.eval.flip_test, mesh)
+  protocol = evaluate.choose_protocol(config.data.name, info)
+  key = jax.random.key(config.seed)
+  pending = _PendingMetrics()
+  eval_results = None
+
+  def run_eval(max_batches: int, baseline_pose=None):
+    start = time.perf_counter()
+    results, sample = evaluate.run_evaluation(
+        eval_step, params, rest, datasets.make_eval_iter(), mesh, info,
+        protocol=protocol, max_batches=max_batches,
+        baseline_pose=baseline_pose)
+    results['eval_seconds'] = time.perf_counter() - start
+    return results, sample
+
+  step = start_step
+  train_iter: Iterator[Mapping[str, np.ndarray]] = datasets.train_iter
+  progress = tqdm.tqdm(total=total_steps, initial=step, unit='step',
+                       disable=None if is_main else True, dynamic_ncols=True)
+  try:
+    compiled_step = None
+    last_log_time, last_log_step = time.perf_counter(), step
+    while step < total_steps:
+      batch = sharding.global_batch(next(train_iter), mesh, TRAIN_KEYS)
+      step_array = np.asarray(step, np.int32)
+      if compiled_step is None:
+        start = time.perf_counter()
+        compiled_step = train_step.lower(
+            params, opt_state, batch, rest, key, step_array).compile()
+        logging.info('Compiled the train step in %.1f s.',
+                     time.perf_counter() - start)
+        _log_compiled_memory(compiled_step)
+        last_log_time = time.perf_counter()
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        params, opt_state, metrics = compiled_step(
+            params, opt_state, batch, rest, key, step_array)
+      step += 1
+      pending.add(step, metrics)
+      progress.update(1)
+
+      do_eval = is_time(step, eval_every, total_steps)
+      do_ckpt = is_time(step, ckpt_every, total_steps)
+      if is_time(step, log_every, total_steps) or do_eval or do_ckpt:
+        means = pending.flush()  # Raises on NaN/Inf before any save.
+        now = time.perf_counter()
+        means['steps_per_second'] = (step - last_log_step) / max(
+            now - last_log_time, 1e-9)
+        means['epoch'] = step / steps_per_epoch
+        writer.write_scalars(step, {f'train_{k}': v for k, v in means.items()})
+        progress.set_postfix(loss=f"{means['loss']:.4g}")
+        last_log_time, last_log_step = now, step
+
+      eval_results = None
+      if do_eval and step < total_steps:
+        eval_results, _ = run_eval(int(config.train.eval_max_batches))
+        writer.write_scalars(step, {
+            f'eval_{k}': v for k, v in eval_results.items()
+            if isinstance(v, (int, float))})
+        last_log_time = time.perf_counter()  # Do not count eval time.
+      if do_ckpt and step < total_steps:
+        manager.save(step, params=params, opt_state=opt_state,
+                     data_iter=train_iter, meta=_meta(config),
+                     metrics=_best_metrics(eval_results))
+    progress.close()
+
+    # Final evaluation on the whole test set, then the last checkpoint.
+    final, sample = run_eval(
+        -1, evaluate.mean_training_pose(datasets.train_dataset))
+    final['step'] = step
+    writer.write_scalars(step, {
+        f'eval_{k}': v for k, v in final.items()
+        if isinstance(v, (int, float))})
+    if step not in manager.all_steps():
+      manager.save(step, params=params, opt_state=opt_state,
+                   data_iter=train_iter, meta=_meta(config),
+                   metrics=_best_metrics(final))
+    evaluate.write_eval_metrics(workdir, final)
+    if config.eval.write_picture:
+      picture = evaluate.write_picture(workdir, sample, info.skeleton)
+      if picture:
+        logging.info('Wrote %s.', picture)
+    logging.info('Final evaluation at step %d: %s', step,
+                 evaluate.summary_line(final))
+    return final
+  finally:
+    progress.close()
+    manager.close()  # Waits for pending async saves.
+    writer.close()
+
+
+def _best_metrics(results: Mapping[str, Any] | None) -> dict[str, float] | None:
+  """The scalar the best-checkpoint policy ranks by (lower is better)."""
+  if results is None or not math.isfinite(results.get('mpjpe_mm', math.nan)):
+    return None
+  return {'mpjpe_mm': float(results['mpjpe_mm'])}

@@ -1,0 +1,95 @@
+"""Pictures of predicted vs ground-truth skeletons (matplotlib, no display).
+
+Poses are root-relative in camera or image orientation (x right, y down,
+z away from the camera); the plots show x to the right, depth into the
+picture and y up, so people stand upright.
+"""
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import pyplot as plt
+import numpy as np
+
+from l2a_jax.data import skeleton as skeleton_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+_GT_COLOR = '#2b6cb0'
+_PRED_COLOR = '#dd6b20'
+
+
+def _to_plot_axes(pose: np.ndarray) -> np.ndarray:
+  """(x right, y down, z forward) -> plot (x, depth, up)."""
+  return np.stack([pose[..., 0], pose[..., 2], -pose[..., 1]], axis=-1)
+
+
+def plot_skeletons(
+    pred_mm: np.ndarray,
+    target_mm: np.ndarray,
+    skeleton: skeleton_lib.Skeleton,
+    path: str | os.PathLike[str],
+    *,
+    frame_labels: Sequence[str] | None = None,
+    title: str = '',
+) -> str:
+  """Draws prediction and ground truth of a few frames side by side.
+
+  Args:
+    pred_mm: `[frames, joints, 3]` root-relative prediction in mm (one panel
+      per frame; pass 2-4 frames).
+    target_mm: `[frames, joints, 3]` ground truth, same frame order.
+    skeleton: joint parents for the bones.
+    path: PNG file to write (written to a temporary name, then renamed).
+    frame_labels: a caption per panel (default 'frame i').
+    title: figure title (e.g. the MPJPE of these frames).
+
+  Returns:
+    The path written.
+  """
+  pred = _to_plot_axes(np.asarray(pred_mm, np.float64))
+  target = _to_plot_axes(np.asarray(target_mm, np.float64))
+  if pred.shape != target.shape or pred.ndim != 3:
+    raise ValueError(
+        f'expected two [frames, joints, 3] arrays, got {pred.shape} and '
+        f'{target.shape}'
+    )
+  num_frames = pred.shape[0]
+  labels = frame_labels or [f'frame {i}' for i in range(num_frames)]
+  # One cube for all panels, so sizes are comparable.
+  both = np.concatenate([pred, target], axis=0)
+  centre = 0.5 * (both.max(axis=(0, 1)) + both.min(axis=(0, 1)))
+  radius = 0.55 * float(np.max(both.max(axis=(0, 1)) - both.min(axis=(0, 1))))
+  radius = max(radius, 1e-6)
+
+  fig = plt.figure(figsize=(4.0 * num_frames, 4.4))
+  for i in range(num_frames):
+    ax = fig.add_subplot(1, num_frames, i + 1, projection='3d')
+    for pose, color, name in ((target[i], _GT_COLOR, 'ground truth'),
+                              (pred[i], _PRED_COLOR, 'prediction')):
+      for parent, child in skeleton.bones:
+        ax.plot(*zip(pose[parent], pose[child]), color=color, linewidth=2.0)
+      ax.scatter(*pose.T, color=color, s=8, label=name)
+    ax.set_xlim(centre[0] - radius, centre[0] + radius)
+    ax.set_ylim(centre[1] - radius, centre[1] + radius)
+    ax.set_zlim(centre[2] - radius, centre[2] + radius)
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=12.0, azim=-70.0)
+    ax.set_title(labels[i], fontsize=10)
+    ax.set_xticklabels([])
+    ax.set_yticklabels([])
+    ax.set_zticklabels([])
+    if i == 0:
+      ax.legend(loc='upper left', fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=11)
+  fig.tight_layout()
+  path = os.fspath(path)
+  temporary = f'{path}.tmp.png'
+  fig.savefig(temporary, dpi=90)
+  plt.close(fig)
+  os.replace(temporary, path)
+  return path

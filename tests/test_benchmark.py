@@ -1,0 +1,315 @@
+"""Tests of the JAX vs PyTorch benchmark: MAC counts, MFU, CLI, memory sweep.
+
+The CLI test runs the real command on tiny configs (a CI test of the CLI,
+not of speed); MAC counts of the full-size models are checked against the
+published / designed numbers without running anything.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from l2a_jax import benchmark
+from l2a_jax import benchmark_plot
+from l2a_jax import hardware
+from l2a_jax import macs
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / 'configs'
+# Tiny versions of both models: every override exists in both configs.
+TINY = ('--set', 'model.depth=1', '--set', 'model.dim=16', '--set',
+        'model.num_heads=2', '--set', 'model.dim_rep=16')
+
+
+def _load_model_config(name: str, frames: int) -> ml_collections.ConfigDict:
+  return benchmark.load_config(f'{CONFIGS / name}.py:frames={frames}').model
+
+
+def _run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1',
+             JAX_PLATFORMS='cpu')
+  return subprocess.run(
+      [sys.executable, '-m', 'l2a_jax.benchmark', *args], cwd=cwd, env=env,
+      capture_output=True, text=True, timeout=600, check=False)
+
+
+# ----------------------------------------------------------------------------
+# MAC counting.
+# ----------------------------------------------------------------------------
+
+
+def test_dot_general_macs_is_lhs_size_times_rhs_free_dims():
+  # [b, q, h, d] x [b, k, h, d] -> [b, h, q, k]: contract d, batch b and h.
+  dims = (((3,), (3,)), ((0, 2), (0, 2)))
+  assert macs.dot_general_macs((2, 5, 3, 4), (2, 7, 3, 4), dims) == (
+      2 * 5 * 3 * 4 * 7)
+  # Plain [n, in] x [in, out].
+  assert macs.dot_general_macs((6, 4), (4, 9), (((1,), (0,)), ((), ()))) == (
+      6 * 4 * 9)
+
+
+def test_count_macs_follows_parameters_through_scan_casts_and_calls():
+  depth, batch, dim = 3, 5, 8
+
+  @jax.custom_vjp
+  def project(w, x):
+    return x @ w
+
+  project.defvjp(lambda w, x: (x @ w, (w, x)),
+                 lambda res, g: (res[1].T @ g, g @ res[0].T))
+
+  def fn(params, x):
+    def layer(h, w):
+      # A stacked kernel sliced by the scan and cast to bfloat16: linear.
+      h = h @ w.astype(jnp.bfloat16).astype(jnp.float32)
+      # Activation x activation: counted in full only.
+      scores = jnp.einsum('bc,dc->bd', h, h)
+      return scores @ h, None
+
+    x, _ = jax.lax.scan(layer, x, params['stack'])
+    x = jax.checkpoint(lambda v: project(params['head'], v))(x)
+    # The costlier branch counts: two [5, 2] x [2, 5]-sized products.
+    return jax.lax.cond(x.sum() > 0, lambda: (x @ x.T) @ x, lambda: x)
+
+  params = {'stack': jnp.ones((depth, dim, dim)), 'head': jnp.ones((dim, 2))}
+  count = macs.count_macs(fn, params, jnp.ones((batch, dim)))
+  linear = depth * batch * dim * dim + batch * dim * 2
+  activation = depth * 2 * batch * batch * dim + 2 * batch * 2 * batch
+  assert count.linear == linear
+  assert count.full == linear + activation
+  assert count.unknown_loops == 0
+
+
+def test_tcpformer_full_size_macs_match_the_published_count():
+  model = _load_model_config('tcpformer_h36m', 243)
+  count = macs.count_model_macs(model)
+  # tcpformer_spec.md section 7: 108.60 G linear-layer MACs per clip.
+  assert abs(count.linear / 1e9 - 108.60) < 0.01
+  # Activation products per layer pair, by hand from the architecture.
+  t, j, c, h = 243, 17, 128, 8
+  proxy = t // 3
+  per_pair = (
+      4 * t * j * j * c  # two spatial attentions: q k^T and attn v
+      + 4 * j * t * t * c  # two temporal attentions
+      + 3 * 2 * j * (t // 3)**2 * c  # three chunked local attentions
+      + 2 * 2 * j * proxy * t * c  # proxy <-> sequence cross attentions
+      + h * j * t * proxy * t  # aggregation A2 @ A1
+      + 2 * 2 * j * t * t * c)  # map_sa_self and the PAM attention
+  assert count.full == count.linear + 16 * per_pair
+
+
+def test_tcpformer_macs_do_not_depend_on_scanning():
+  model = _load_model_config('tcpformer_h36m', 27)
+  model.depth = 2
+  scanned = macs.count_model_macs(model)
+  model.scan_layers = False
+  assert macs.count_model_macs(model) == scanned
+
+
+def test_l2a_default_macs_match_the_design_estimate():
+  count = macs.count_model_macs(_load_model_config('l2a_h36m', 243))
+  # l2a_design.md section 6: about 27.5 G linear-only and 32.0 G full MACs.
+  assert count.linear / 1e9 == pytest.approx(27.5, rel=0.01)
+  assert count.full / 1e9 == pytest.approx(32.0, rel=0.01)
+
+
+# ----------------------------------------------------------------------------
+# Peak FLOP/s and MFU.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('NVIDIA H100 80GB HBM3', 'H100 SXM'),
+    ('NVIDIA H100 PCIe', 'H100 PCIe'),
+    ('NVIDIA H100 NVL', 'H100 NVL'),
+    ('NVIDIA H200', 'H200 SXM'),
+    ('NVIDIA GH200 480GB', 'H200 SXM'),
+    ('NVIDIA A100-SXM4-80GB', 'A100'),
+    ('cpu', None),
+    ('Tesla T4', None),
+])
+def test_gpu_model_names(name, expected):
+  assert hardware.gpu_model(name) == expected
+
+
+def test_mfu_counts_three_passes_for_training():
+  peak = hardware.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16', 'highest')
+  assert peak == pytest.approx(989.4e12)
+  assert hardware.peak_flops('NVIDIA H100 80GB HBM3', 'float32',
+                             'tf32') == pytest.approx(494.7e12)
+  train = hardware.model_flops_utilisation(1e9, 1000.0, 'train', peak)
+  assert train == pytest.approx(6e12 / 989.4e12)
+  infer = hardware.model_flops_utilisation(1e9, 1000.0, 'infer', peak)
+  assert infer == pytest.approx(train / 3)
+  assert hardware.model_flops_utilisation(1e9, 1000.0, 'train', None) is None
+
+
+# ----------------------------------------------------------------------------
+# Config loading and overrides.
+# ----------------------------------------------------------------------------
+
+
+def test_overrides_are_typed_and_checked():
+  config = benchmark.load_config(f'{CONFIGS}/l2a_h36m.py:frames=27')
+  benchmark.apply_override(config, 'model.depth=3', 'c')
+  benchmark.apply_override(config, 'model.scan_layers=false', 'c')
+  benchmark.apply_override(config, 'model.hpa.mode=replace', 'c')
+  assert (config.model.depth, config.model.scan_layers) == (3, False)
+  assert config.model.hpa.mode == 'replace'
+  with pytest.raises(benchmark.BenchmarkError, match='no field'):
+    benchmark.apply_override(config, 'model.depht=3', 'c')
+  with pytest.raises(benchmark.BenchmarkError, match='expected int'):
+    benchmark.apply_override(config, 'model.depth=deep', 'c')
+  with pytest.raises(benchmark.BenchmarkError, match='KEY=VALUE'):
+    benchmark.apply_override(config, 'model.depth', 'c')
+
+
+# ----------------------------------------------------------------------------
+# The command line.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--frameworks', 'jax,mxnet'), "unknown value 'mxnet'"),
+    (('--batch', '0'), '--batch: expected a positive integer, got 0'),
+    (('--mode', 'eval'), "--mode: unknown value 'eval'"),
+    (('--depths', '4,x'), '--depths: expected integers'),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+  out = tmp_path / 'out.json'
+  proc = _run_cli('--config', f'{CONFIGS}/tcpformer_h36m.py', *args,
+                  '--json', str(out))
+  assert proc.returncode != 0
+  assert proc.stderr.strip().count('\n') == 0, proc.stderr
+  assert message in proc.stderr
+  assert not out.exists()
+
+
+def test_missing_config_is_an_error(tmp_path):
+  proc = _run_cli('--config', str(tmp_path / 'nope.py'))
+  assert proc.returncode != 0
+  assert proc.stderr.strip() == (
+      f"benchmark: error: --config: file '{tmp_path / 'nope.py'}' not found")
+  proc = _run_cli('--frameworks', 'jax')
+  assert proc.returncode != 0
+  assert '--config is required' in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory):
+  """One real CLI run: both models, JAX and eager PyTorch, training."""
+  pytest.importorskip('torch')
+  out = tmp_path_factory.mktemp('bench')
+  proc = _run_cli(
+      '--config', f'{CONFIGS}/tcpformer_h36m.py:frames=9',
+      '--config', f'{CONFIGS}/tiny.py', *TINY,
+      '--frameworks', 'jax,torch', '--mode', 'train', '--batch', '2',
+      '--steps', '2', '--warmup', '0', '--json', str(out / 'r.json'),
+      '--plot', str(out / 'r.png'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return out, json.loads((out / 'r.json').read_text()), proc.stdout
+
+
+def test_cli_json_has_the_issue_schema(cli_run):
+  out, document, _ = cli_run
+  assert set(document) >= {'device', 'versions', 'config', 'results'}
+  assert document['versions']['jax'] == jax.__version__
+  assert document['config']['batch'] == 2
+  results = document['results']
+  assert [(r['model'], r['framework']) for r in results] == [
+      ('tcpformer', 'jax'), ('tcpformer', 'torch'), ('l2a', 'jax'),
+      ('l2a', 'torch')]
+  for row in results:
+    assert 'error' not in row, row.get('error')
+    assert set(row) >= {'framework', 'mode', 'dtype', 'batch', 'compile_s',
+                        'step_ms_median', 'samples_per_s',
+                        'peak_memory_bytes', 'macs_linear', 'macs_full',
+                        'mfu'}
+    assert (row['mode'], row['dtype'], row['batch']) == ('train', 'float32',
+                                                          2)
+    assert len(row['step_ms']) == 2
+    assert row['samples_per_s'] == pytest.approx(
+        2 / (row['step_ms_median'] / 1e3))
+    assert 0 < row['macs_linear'] < row['macs_full']
+    # No CPU peak FLOP/s: no MFU; no device allocator on CPU.
+    assert row['mfu'] is None
+    assert row['peak_memory_bytes'] is None
+  jax_row, torch_row = results[0], results[1]
+  assert jax_row['compile_s'] > 0
+  assert jax_row['memory']['xla_temp_bytes'] > 0
+  assert torch_row['compile_s'] is None
+  assert torch_row['memory']['autograd_saved_bytes'] > 0
+  assert jax_row['jax_speedup']['torch'] == pytest.approx(
+      jax_row['samples_per_s'] / torch_row['samples_per_s'])
+  # Nothing but the outputs in the directory (atomic write, no temp files).
+  assert sorted(p.name for p in out.iterdir()) == ['r.json', 'r.png']
+
+
+def test_torch_flop_counter_agrees_with_the_jaxpr_count(cli_run):
+  # Same architecture on both sides: torch's FlopCounterMode on the
+  # reference model equals the count read from the JAX model's jaxpr.
+  for row in cli_run[1]['results']:
+    if row['framework'] == 'torch':
+      assert row['torch_counter_macs_linear'] == row['macs_linear']
+      assert row['torch_counter_macs_full'] == row['macs_full']
+
+
+def test_cli_prints_a_table_and_draws_a_plot(cli_run):
+  out, document, stdout = cli_run
+  assert benchmark.markdown_table(document['results']) in stdout
+  assert (out / 'r.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  # Re-plotting the saved JSON works too (the docs' figure is made so).
+  benchmark_plot.plot([document], str(out / 'again.png'))
+  assert (out / 'again.png').stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------
+# Memory against depth (in-process: the worker functions themselves).
+# ----------------------------------------------------------------------------
+
+
+def _depth_spec(framework, variants, depths=(1, 2, 4)):
+  model = _load_model_config('l2a_h36m', 9)
+  model.update(dim=16, num_heads=2, dim_rep=16)
+  return {
+      'kind': 'memory_vs_depth', 'framework': framework, 'mode': 'train',
+      'dtype': 'float32', 'batch': 2, 'steps': 1, 'warmup': 0, 'seed': 0,
+      'fp32_matmul': 'highest', 'model': model.to_dict(),
+      'loss': {'mpjpe': 1.0, 'n_mpjpe': 0.5, 'velocity': 20.0},
+      'optim': {'learning_rate': 1e-3, 'weight_decay': 0.01},
+      'depths': list(depths), 'variants': variants,
+  }
+
+
+def test_jax_memory_grows_with_depth_and_autodiff_costs_more():
+  from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_disable_most_optimizations', True)
+  scan = benchmark_jax.measure_memory_vs_depth(
+      _depth_spec('jax', ['scan'], depths=(1, 3)))['rows']
+  autodiff = benchmark_jax.measure_memory_vs_depth(
+      _depth_spec('jax', ['scan_autodiff'], depths=(3,)))['rows']
+  assert [(r['variant'], r['depth']) for r in scan + autodiff] == [
+      ('scan', 1), ('scan', 3), ('scan_autodiff', 3)]
+  assert 0 < scan[0]['xla_temp_bytes'] < scan[1]['xla_temp_bytes']
+  # Plain autodiff keeps a copy of the history buffer per layer.
+  assert autodiff[0]['xla_temp_bytes'] > scan[1]['xla_temp_bytes']
+  for row in scan + autodiff:
+    assert row['xla_total_bytes'] >= row['xla_temp_bytes']
+    assert row['compile_s'] > 0
+
+
+def test_torch_saved_activations_grow_with_depth():
+  pytest.importorskip('torch')
+  from l2a_jax import benchmark_torch  # pylint: disable=g-import-not-at-top
+  result = benchmark_torch.measure_memory_vs_depth(
+      _depth_spec('torch', ['torch'], depths=(1, 2)))
+  saved = [r['autograd_saved_bytes'] for r in result['rows']]
+  assert 0 < saved[0] < saved[1]
+  assert result['device']['device'] in ('cpu', 'cuda')

@@ -12,7 +12,7 @@ Any field can also be overridden on the command line, e.g.
 `--config.model.hpa.mode=replace --config.data.batch_size=32`.
 
 Prepare the data first (see README, "Data"):
-  python -m l2a_jax.data.prepare --dataset h36m_motionbert \
+  python -m l2a_jax.data.prepare --dataset h36m/motionbert --allow_pickle \
       --manual_dir DIR_WITH_PKL --data_dir ~/tensorflow_datasets
 """
 

@@ -59,6 +59,15 @@ def test_h36m_mpi_maps_are_inverse_and_match_names():
       10, 8, 14, 15, 16, 11, 12, 13, 1, 2, 3, 4, 5, 6]
 
 
+def test_body_parts_cover_each_skeleton_once_and_correspond():
+  for name, parts in skeleton.BODY_PARTS.items():
+    joints = sorted(j for part in parts.values() for j in part)
+    assert joints == list(range(17)), name
+  for part, h36m_joints in skeleton.H36M_BODY_PARTS.items():
+    mapped = sorted(skeleton.H36M_TO_MPI[j] for j in h36m_joints)
+    assert mapped == sorted(skeleton.MPI_BODY_PARTS[part])
+
+
 @pytest.mark.parametrize('name', ['h36m', 'mpi'])
 def test_parents_form_a_tree_rooted_at_root(name):
   skel = skeleton.get(name)

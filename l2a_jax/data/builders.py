@@ -189,7 +189,14 @@ class _PoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, allow_pickle: bool = False, **kwargs):
     self._allow_pickle = allow_pickle
+    # Source files read once for both splits (the H36M files are ~1 GB).
+    self._loaded = {}
     super().__init__(**kwargs)
+
+  def _load(self, key, loader):
+    if key not in self._loaded:
+      self._loaded[key] = loader()
+    return self._loaded[key]
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -270,15 +277,19 @@ def _runs(values: np.ndarray):
   return list(zip(bounds[:-1], bounds[1:]))
 
 
-def motionbert_videos(path, split: str, *, allow_pickle: bool):
+def motionbert_videos(data, split: str, path):
   """Yields the records of one split of MotionBERT's pickle.
 
   Videos are the runs of equal consecutive `source` values, in file order.
 
+  Args:
+    data: the unpickled file ({'train': {...}, 'test': {...}}).
+    split: 'train' or 'test'.
+    path: the file, for messages.
+
   Raises:
     DataError: missing keys, wrong shapes, NaNs, unknown cameras.
   """
-  data = formats.load_pickle(path, allow_pickle=allow_pickle)
   part = formats.require_key(data, split, str(path))
   where = f'{path} [{split!r}]'
   joint_2d = np.asarray(formats.require_key(part, 'joint_2d', where))
@@ -356,27 +367,24 @@ def motionbert_videos(path, split: str, *, allow_pickle: bool):
         where=video_where)
 
 
-def videopose3d_videos(directory, split: str, two_d: str, *,
-                       allow_pickle: bool):
+def videopose3d_videos(directory, split: str, two_d: str, *, load):
   """Yields the records of one split of VideoPose3D's files.
 
   Args:
     directory: folder with data_3d_h36m.npz (and the CPN file for 'cpn').
     split: 'train' (S1, S5-S8) or 'test' (S9, S11).
     two_d: 'cpn' (detections, confidence 1) or 'gt' (projected 3D).
-    allow_pickle: the opt-in for the object arrays.
+    load: `load(path, key)` reads an object array of an npz file.
 
   Raises:
     DataError: missing files, keys, shapes, NaNs, 2D shorter than 3D.
   """
   path_3d = _manual_file(directory, VIDEOPOSE3D_3D_FILE)
-  positions = formats.load_npz_object(path_3d, 'positions_3d',
-                                      allow_pickle=allow_pickle)
+  positions = load(path_3d, 'positions_3d')
   detections = None
   if two_d == 'cpn':
     path_2d = _manual_file(directory, VIDEOPOSE3D_CPN_FILE)
-    detections = formats.load_npz_object(path_2d, 'positions_2d',
-                                         allow_pickle=allow_pickle)
+    detections = load(path_2d, 'positions_2d')
   subjects = H36M_TRAIN_SUBJECTS if split == 'train' else H36M_TEST_SUBJECTS
   for subject in subjects:
     actions = formats.require_key(positions, subject, f'{path_3d} positions_3d')
@@ -443,10 +451,16 @@ class H36m(_ManualBuilder):
   def _videos(self, split, directory):
     if self.builder_config.name == 'motionbert':
       path = _manual_file(directory, MOTIONBERT_FILE)
-      return motionbert_videos(path, split, allow_pickle=self._allow_pickle)
+      data = self._load(path, lambda: formats.load_pickle(
+          path, allow_pickle=self._allow_pickle))
+      return motionbert_videos(data, split, path)
+
+    def load(path, key):
+      return self._load((path, key), lambda: formats.load_npz_object(
+          path, key, allow_pickle=self._allow_pickle))
+
     two_d = self.builder_config.name.split('_')[-1]
-    return videopose3d_videos(directory, split, two_d,
-                              allow_pickle=self._allow_pickle)
+    return videopose3d_videos(directory, split, two_d, load=load)
 
 
 # --------------------------------------------------------------------------
@@ -795,6 +809,8 @@ def prepare(builder, manual_dir=None) -> None:
         return
       logging.info('Preparing %s in %s', builder.info.full_name,
                    builder.data_dir)
+      # Progress bars would interleave with training logs.
+      tfds.disable_progress_bar()
       try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(

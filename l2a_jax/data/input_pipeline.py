@@ -15,9 +15,9 @@ reads both splits into host memory once (a split is at most ~1 GB of
 float32), normalises them, cuts clips of T = `num_frames` frames and builds:
 
 - `train_iter`: a `grain.DatasetIterator` over an endless stream of clips,
-  reshuffled every epoch from `seed`, with a random left-right flip
-  (probability 0.5, `flip_augment`). Process p of P takes elements
-  p, p + P, p + 2P, ... of the shuffled stream in batches of
+  reshuffled every epoch (`default_rng([seed, epoch]).permutation`), with a
+  random left-right flip (probability 0.5, `flip_augment`). Process p of P
+  takes elements p, p + P, p + 2P, ... of the shuffled stream in batches of
   `batch_size // P`, so the P per-process batches of a step are exactly the
   global batch a single process would see (as a set). `get_state()` /
   `set_state()` restore the position exactly.
@@ -60,6 +60,8 @@ Clips (data_and_metrics.md section 5):
 
 import dataclasses
 import math
+import sys
+import threading
 from typing import Callable, Iterator
 
 from absl import logging
@@ -260,8 +262,11 @@ def load_split(source, *, input_2d: str, with_mm: bool,
 
 @dataclasses.dataclass
 class Clips:
-  """A table of clips; clip i reads frames
-  `clip(start + floor(k * length / T), low, high - 1)` for k < T.
+  """A table of clips, each an index rule into the split's frames.
+
+  Clip i reads frames `clip(start + floor(k * length / T), low, high - 1)`
+  for k < T: a plain window (length T), a stretched one (length < T) or an
+  edge-padded one (start < low or past high).
 
   Attributes:
     start: int64 [C] first frame (may be < low for edge-padded clips).
@@ -368,6 +373,55 @@ def make_clips(arrays: SplitArrays, *, num_frames: int, stride: int,
       return stretched_clips(arrays.video_bounds, num_frames, stride)
     return centred_clips(arrays.video_bounds, arrays.valid, num_frames)
   return strided_clips(arrays.video_bounds, num_frames, stride)
+
+
+class ShuffledClipBatches:
+  """Endless per-process batches of clip ids from a reshuffled stream.
+
+  The global stream is every clip once per epoch, epoch e in the order
+  `default_rng([seed, e]).permutation(num_clips)`. Element k of process p is
+  the batch of stream positions p + P * (k * b + j), j < b, so the P
+  per-process batches of step k together are stream positions
+  [k P b, (k + 1) P b): a single process's global batch. A grain data
+  source (`len`, `getitem`): random access, no state beyond the index.
+  (Computing the ids vectorised per batch is ~10x cheaper than grain's
+  per-element `shuffle().repeat()[p::P].batch()` chain.)
+  """
+
+  def __init__(self, num_clips: int, *, seed: int, batch_size: int,
+               process_index: int, process_count: int):
+    self._num_clips = num_clips
+    self._seed = seed
+    self._batch_size = batch_size
+    self._process_index = process_index
+    self._process_count = process_count
+    # A few recent epochs' permutations, shared by grain's reader threads.
+    self._permutations = {}
+    self._lock = threading.Lock()
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    with self._lock:
+      permutation = self._permutations.get(epoch)
+      if permutation is None:
+        permutation = np.random.default_rng(
+            [self._seed, epoch]).permutation(self._num_clips)
+        if len(self._permutations) >= 4:
+          self._permutations.pop(min(self._permutations))
+        self._permutations[epoch] = permutation
+      return permutation
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    positions = self._process_index + self._process_count * (
+        index * self._batch_size + np.arange(self._batch_size, dtype=np.int64))
+    epochs, offsets = np.divmod(positions, self._num_clips)
+    ids = np.empty(self._batch_size, np.int64)
+    for epoch in np.unique(epochs):
+      here = epochs == epoch
+      ids[here] = self._permutation(int(epoch))[offsets[here]]
+    return ids
 
 
 class TrainBatch(grain.transforms.RandomMap):
@@ -547,11 +601,11 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
       num_threads=int(data_config.num_threads),
       prefetch_buffer_size=int(data_config.prefetch_batches))
 
-  train = grain.MapDataset.range(len(train_clips)).seed(seed).shuffle()
-  train = train.repeat()[process_index::process_count]
-  train = train.batch(batch, drop_remainder=True)
-  train = train.random_map(TrainBatch(train_arrays, train_clips, num_frames,
-                                      bool(data_config.flip_augment)))
+  train = grain.MapDataset.source(ShuffledClipBatches(
+      len(train_clips), seed=seed, batch_size=batch,
+      process_index=process_index, process_count=process_count))
+  train = train.seed(seed).random_map(TrainBatch(
+      train_arrays, train_clips, num_frames, bool(data_config.flip_augment)))
   train_dataset = train.to_iter_dataset(read_options)
 
   action_names = _action_names(test_arrays.video_actions)

@@ -36,7 +36,7 @@ _PICKLED = ('h36m', 'mpi_inf_3dhp')
 def _parse(argv):
   parser = argparse.ArgumentParser(
       prog='python -m l2a_jax.data.prepare',
-      description=__doc__.split('\n\n')[0],
+      description=__doc__,
       epilog=('The Human3.6M and MPI-INF-3DHP source files are pickled '
               'Python objects: they are read only with --allow_pickle (a '
               'restricted unpickler that loads NumPy arrays and plain '

@@ -117,6 +117,17 @@ H36M_BODY_PARTS = {
     'right_leg': (1, 2, 3),
 }
 
+# The same six parts in the MPI-INF-3DHP order.
+MPI_BODY_PARTS = {
+    'torso': (14, 15, 1),
+    'head': (16, 0),
+    'left_arm': (5, 6, 7),
+    'right_arm': (2, 3, 4),
+    'left_leg': (11, 12, 13),
+    'right_leg': (8, 9, 10),
+}
+BODY_PARTS = {'h36m': H36M_BODY_PARTS, 'mpi': MPI_BODY_PARTS}
+
 # The 15 Human3.6M actions (evaluation averages over these), and the action
 # number used in Human3.6M video names such as 's_09_act_05_subact_02'.
 H36M_ACTIONS = (

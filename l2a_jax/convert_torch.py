@@ -19,9 +19,9 @@ for both models: the JAX path is the torch key with '.' -> '/', a Linear
 `kernel` [in, out] is the transposed torch `weight` (out, in), a norm `scale`
 is the torch `weight`, everything else keeps its name and shape; the
 per-layer torch keys `layers.{i}.*` of a module listed in the model class's
-`STACKED_MODULES` are stacked on a leading axis of size depth when the JAX
-model scans its layers (`model.scan_layers=True`) and stay separate trees
-`layers/{i}/*` otherwise. The fused `qkv` Linear keeps the official output
+`STACKED_MODULES` are stacked on a leading axis of size depth (both JAX
+models keep their layers stacked, scanned or not; a tree with one subtree
+per layer, `layers/{i}/*`, is mapped as well). The fused `qkv` Linear keeps the official output
 order s * C + h * head_dim + d (s in q, k, v) on both sides, so it is a plain
 transpose as well.
 
@@ -52,14 +52,10 @@ from l2a_jax import checkpointing
 from l2a_jax import models
 from l2a_jax.models import stacking
 
-# Keys of an official TCPFormer / MotionAGFormer training checkpoint.
-OFFICIAL_CHECKPOINT_KEYS = ('epoch', 'lr', 'optimizer', 'model', 'min_mpjpe',
-                            'wandb_id')
 # Prefix that `nn.DataParallel` puts on every key.
 DATA_PARALLEL_PREFIX = 'module.'
 # How many names of each kind a mismatch message lists.
 _MAX_LISTED = 6
-
 
 
 class ConversionError(ValueError):
@@ -77,7 +73,11 @@ def _numpy_scalar_globals() -> list[Any]:
   `np.float64(...)` pickles as `numpy.core.multiarray.scalar(dtype, bytes)`
   (`numpy._core` since NumPy 2): it builds a number and runs no code.
   """
-  scalar = np._core.multiarray.scalar  # pylint: disable=protected-access
+  try:
+    from numpy._core import multiarray  # pylint: disable=g-import-not-at-top
+  except ImportError:  # NumPy 1.x
+    from numpy.core import multiarray  # pylint: disable=g-import-not-at-top
+  scalar = multiarray.scalar
   dtype_classes = {type(np.dtype(c)) for c in np.typecodes['All'] if c != 'O'}
   return [scalar, (scalar, 'numpy.core.multiarray.scalar'), np.dtype,
           *sorted(dtype_classes, key=lambda c: c.__name__)]
@@ -247,16 +247,20 @@ def _compare(source: str, got: Mapping[str, Any],
 def _hint(state_dict: Mapping[str, np.ndarray],
           model_config: ml_collections.ConfigDict | None) -> str:
   """A suggestion for the commonest mistake: the wrong frame count."""
-  proxy = state_dict.get('center_pose')
-  if model_config is None or proxy is None or proxy.ndim != 3:
+  if model_config is None:
     return ''
-  if proxy.shape[0] != model_config.num_frames // 3:
+  frames = None
+  proxy = state_dict.get('center_pose')  # TCPFormer: [T // 3, J, C]
+  if proxy is not None and proxy.ndim == 3:
     frames = 3 * proxy.shape[0]
-    return (f' (center_pose has {proxy.shape[0]} frames: the checkpoint is '
-            f'for num_frames={frames}, the config says '
-            f'{model_config.num_frames}; pass the config argument '
-            f':frames={frames})')
-  return ''
+  embedding = state_dict.get('temporal_pos_embed')  # L2A: [T, C]
+  if embedding is not None and embedding.ndim == 2:
+    frames = embedding.shape[0]
+  if frames is None or frames == model_config.num_frames:
+    return ''
+  return (f' (the checkpoint is for num_frames={frames}, the config says '
+          f'{model_config.num_frames}: pass the config argument '
+          f':frames={frames})')
 
 
 def torch_state_dict_shapes(

@@ -2,6 +2,7 @@
 
 import pathlib
 import pickle
+import zipfile
 
 from flax import nnx
 import jax
@@ -109,7 +110,7 @@ def test_forward_parity_small(scan_layers):
   np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-def _relative_error(got, expected):
+def relative_error(got, expected):
   return np.abs(got - expected).max() / np.abs(expected).max()
 
 
@@ -131,14 +132,14 @@ def test_gradient_parity_inputs_and_every_parameter():
 
   param_grads, input_grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(
       params, x)
-  assert _relative_error(np.asarray(input_grads), x_torch.grad.numpy()) < 1e-4
+  assert relative_error(np.asarray(input_grads), x_torch.grad.numpy()) < 1e-4
   jax_grads = convert_torch.jax_to_torch(
       nnx.to_pure_dict(param_grads),
       convert_torch.stacked_modules_of(jax_model))
   assert set(jax_grads) == set(torch_grads)
   for name, expected in torch_grads.items():
     assert np.abs(expected).max() > 0, name  # every parameter is live
-    assert _relative_error(jax_grads[name], expected) < 1e-4, name
+    assert relative_error(jax_grads[name], expected) < 1e-4, name
 
 
 def test_full_size_tcpformer_t81_forward_parity():
@@ -271,6 +272,25 @@ def test_reads_bare_state_dict_and_rejects_other_files(tmp_path):
 
   with pytest.raises(FileNotFoundError):
     convert_torch.read_torch_checkpoint(tmp_path / 'absent.pt')
+
+
+def test_reads_numpy_scalars_pickled_by_numpy_1(tmp_path):
+  """Official checkpoints store `min_mpjpe` as a NumPy scalar; files written
+  with NumPy 1.x name its constructor `numpy.core.multiarray.scalar`."""
+  torch.save({'model': {'module.w': torch.ones(2)},
+              'min_mpjpe': np.float64(38.5)}, tmp_path / 'new.pth')
+  with zipfile.ZipFile(tmp_path / 'new.pth') as source, zipfile.ZipFile(
+      tmp_path / 'old.pth', 'w') as target:
+    for name in source.namelist():
+      data = source.read(name)
+      if name.endswith('data.pkl'):
+        assert b'numpy._core.multiarray' in data
+        data = data.replace(b'numpy._core.multiarray',
+                            b'numpy.core.multiarray')
+      target.writestr(name, data)
+  state_dict, info = convert_torch.read_torch_checkpoint(tmp_path / 'old.pth')
+  assert info == {'min_mpjpe': 38.5}
+  np.testing.assert_array_equal(state_dict['w'], np.ones(2, np.float32))
 
 
 class _Payload:

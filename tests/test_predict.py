@@ -1,4 +1,4 @@
-"""The predict entry point: input checks, TTA / root handling, CLI end to end."""
+"""The predict entry point: input checks, flip TTA and root, CLI end to end."""
 
 import pathlib
 import subprocess

@@ -41,10 +41,16 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   model.param_dtype = 'float32'
   # Scan the 16 layer pairs over stacked parameters (False: unrolled loop).
   model.scan_layers = True
-  # Rematerialisation per layer pair: 'none' | 'block' | a policy name of
-  # `jax.checkpoint_policies`. 'block' is what lets batch 16 at T = 243 fit.
+  # Rematerialisation per layer pair: 'none' | 'block' (keep only each
+  # pair's inputs, recompute the pair in the backward pass) | a policy of
+  # `jax.checkpoint_policies` taking no arguments, e.g.
+  # 'dots_with_no_batch_dims_saveable' (layers.REMAT_POLICIES). The
+  # official fp32 training needs about 9.5 GB of activations per 243-frame
+  # sample without it; 'block' cuts XLA's temporary memory about 14x
+  # (docs/models.md).
   model.remat = 'none'
-  # Stochastic depth rate (official configs: 0).
+  # Stochastic depth rate, the same in every layer (as the PyTorch reference)
+  # (official configs: 0).
   model.drop_path = 0.0
   # Initial value of the trainable LayerScale vectors. The six local layer
   # scales of every MemoryInducedBlock are constants 1e-5 (official quirk).

@@ -13,7 +13,10 @@ from l2a_jax.models import stacking
 def _random_flat(depth=3, seed=0):
   """A flat parameter dict with two stacked modules and global leaves."""
   rng = np.random.default_rng(seed)
-  r = lambda *s: rng.standard_normal(s).astype(np.float32)  # pylint: disable=unnecessary-lambda-assignment
+
+  def r(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
   return {
       'pos_embed': r(1, 5, 4),
       'head/kernel': r(4, 3),
@@ -109,7 +112,8 @@ class TestStacking:
     assert back['g'].shape == (7,)
 
   def test_unstack_wrong_depth(self):
-    with pytest.raises(ValueError, match=r"layers/mixer/qkv/kernel.*axis 5.*\(3, 4, 12\)"):
+    message = r'layers/mixer/qkv/kernel.*axis 5.*\(3, 4, 12\)'
+    with pytest.raises(ValueError, match=message):
       stacking.unstack_layers(_random_flat(depth=3), PREFIXES, 5)
 
   def test_stack_missing_layer(self):

@@ -4,9 +4,6 @@ Everything here runs on abstract shapes (`nnx.eval_shape`, `jax.eval_shape`)
 or a tiny model, so it is cheap on CPU.
 """
 
-import sys
-import pathlib
-
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -17,9 +14,7 @@ from l2a_jax import models
 from l2a_jax.models import stacking
 from l2a_jax.models import tcpformer
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] /
-                       'configs'))
-import tcpformer_h36m  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
 
 
 def official_state_dict_shapes(depth=16, frames=243, dim=128, joints=17,
@@ -93,10 +88,7 @@ def official_state_dict_shapes(depth=16, frames=243, dim=128, joints=17,
 
 
 def _config(frames=243, **overrides):
-  cfg = tcpformer_h36m.get_model_config(frames)
-  for key, value in overrides.items():
-    setattr(cfg, key, value)
-  return cfg
+  return tt.model_config(frames, **overrides)
 
 
 def _abstract_model(cfg):
@@ -130,7 +122,8 @@ def test_official_state_dict_keys_and_shapes(full_model):
   assert len(ours) == 2315
   assert sorted(set(expected) - set(ours)) == []
   assert sorted(set(ours) - set(expected)) == []
-  wrong = {k: (ours[k], expected[k]) for k in expected if ours[k] != expected[k]}
+  wrong = {k: (ours[k], expected[k])
+           for k in expected if ours[k] != expected[k]}
   assert not wrong
 
 

@@ -6,16 +6,18 @@ the JAX model, and both run the same input. This checks the architecture
 (stream order, quirks, head layouts) and the naming rule at once.
 """
 
+from flax import nnx
 import jax
 import numpy as np
 import pytest
 
-from flax import nnx
 from l2a_jax import models
 from l2a_jax.models import stacking
 from l2a_jax.models import tcpformer
 
-import test_tcpformer_scan as scan_tests  # pylint: disable=g-bad-import-order
+import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
+
+tt.use_fast_cpu_compiles()
 
 torch = pytest.importorskip('torch')
 torch_reference = pytest.importorskip('l2a_jax.torch_reference')
@@ -55,7 +57,7 @@ def _load_into_jax(torch_model, jax_model, depth):
 
 @pytest.fixture(scope='module')
 def pair():
-  cfg = scan_tests.tiny_config()
+  cfg = tt.tiny_config()
   torch_model = _randomised_torch_model(cfg, seed=0)
   jax_model = models.create_model(cfg, nnx.Rngs(1))
   _load_into_jax(torch_model, jax_model, cfg.depth)
@@ -66,7 +68,7 @@ def test_state_dict_keys_match_torch(pair):
   torch_model, jax_model = pair
   flat = stacking.flatten_params(nnx.state(jax_model, nnx.Param))
   torch_like = stacking.to_torch_names(
-      stacking.unstack_layers(flat, STACKED, scan_tests.DEPTH))
+      stacking.unstack_layers(flat, STACKED, tt.DEPTH))
   state_dict = torch_model.state_dict()
   assert set(torch_like) == set(state_dict)
   for key, value in torch_like.items():
@@ -76,10 +78,10 @@ def test_state_dict_keys_match_torch(pair):
 
 def test_outputs_match_torch(pair):
   torch_model, jax_model = pair
-  x, _ = scan_tests.inputs(seed=5)
+  x, _ = tt.inputs(seed=5)
   with torch.no_grad():
     expected = torch_model(torch.from_numpy(np.array(x))).numpy()
-  out = np.asarray(scan_tests.forward(jax_model, x))
+  out = np.asarray(tt.forward(jax_model, x))
   # Not a trivially small output: the randomised layers shape it.
   assert expected.std() > 0.1
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-6)
@@ -90,8 +92,8 @@ def test_torch_strict_load_of_jax_weights(pair):
   _, jax_model = pair
   flat = stacking.flatten_params(nnx.state(jax_model, nnx.Param))
   torch_like = stacking.to_torch_names(
-      stacking.unstack_layers(flat, STACKED, scan_tests.DEPTH))
-  fresh = torch_reference.create_model(scan_tests.tiny_config())
+      stacking.unstack_layers(flat, STACKED, tt.DEPTH))
+  fresh = torch_reference.create_model(tt.tiny_config())
   fresh.load_state_dict(
       {k: torch.from_numpy(np.array(jax.device_get(v)))
        for k, v in torch_like.items()}, strict=True)

@@ -28,8 +28,8 @@ the official per-layer state_dict keys.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+import math
 from typing import Any
 
 from flax import nnx
@@ -40,17 +40,6 @@ import ml_collections
 from l2a_jax.models import layers
 
 Dtype = jnp.dtype
-
-# `jax.checkpoint_policies` members that are policies themselves; the others
-# are factories that need arguments (names to save or offload).
-REMAT_POLICIES = (
-    'everything_saveable',
-    'nothing_saveable',
-    'dots_saveable',
-    'checkpoint_dots',
-    'dots_with_no_batch_dims_saveable',
-    'checkpoint_dots_with_no_batch_dims',
-)
 
 
 class FrozenLayerScale(nnx.Variable):
@@ -66,33 +55,6 @@ def _branch_keys(rng: jax.Array | None, count: int) -> list[Any]:
   if rng is None:
     return [None] * count
   return list(jax.random.split(rng, count))
-
-
-def remat_wrapper(remat: str, *, prevent_cse: bool = True
-                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-  """Returns a decorator applying `jax.checkpoint` as named by `remat`.
-
-  Args:
-    remat: 'none' (no rematerialisation), 'block' (save only the inputs of
-      the wrapped function, recompute the rest in the backward pass) or the
-      name of a policy in `jax.checkpoint_policies` (see `REMAT_POLICIES`).
-    prevent_cse: passed to `jax.checkpoint`; False is right inside a scan.
-
-  Returns:
-    A function wrapper (the identity for 'none').
-
-  Raises:
-    ValueError: an unknown name.
-  """
-  if remat == 'none':
-    return lambda fn: fn
-  if remat == 'block':
-    return lambda fn: jax.checkpoint(fn, prevent_cse=prevent_cse)
-  if remat not in REMAT_POLICIES:
-    raise ValueError(f"model.remat: expected 'none' | 'block' | one of "
-                     f'{REMAT_POLICIES}, got {remat!r}')
-  policy = getattr(jax.checkpoint_policies, remat)
-  return lambda fn: jax.checkpoint(fn, policy=policy, prevent_cse=prevent_cse)
 
 
 class TransBlock(nnx.Module):
@@ -223,8 +185,9 @@ class SumAttention(layers.Attention):
     super().__init__(dim, num_heads, 'temporal', dtype=dtype,
                      param_dtype=param_dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array, att_map: jax.Array,  # pytype: disable=signature-mismatch
-               weight: jax.Array) -> jax.Array:
+  def __call__(  # pytype: disable=signature-mismatch
+      self, x: jax.Array, att_map: jax.Array, weight: jax.Array
+  ) -> jax.Array:
     """Mixed-map temporal attention.
 
     Args:
@@ -277,9 +240,6 @@ class MIBlock(nnx.Module):
     self.norm_sa_2 = layers.LayerNorm(dim, **kw)
     self.mlp_sa = layers.MLP(dim, hidden, rngs=rngs, **kw)
 
-  def _scale(self, i: int, dtype: Dtype) -> jax.Array:
-    return getattr(self, f'layer_scale_{i}')[...].astype(dtype)
-
   def __call__(self, x: jax.Array, proxy: jax.Array,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """One MIBlock.
@@ -294,7 +254,10 @@ class MIBlock(nnx.Module):
     """
     keys = _branch_keys(rng, 8)
     rate = self.drop_path
-    ls = lambda i: self._scale(i, x.dtype)  # pylint: disable=unnecessary-lambda-assignment
+
+    def ls(i):
+      return getattr(self, f'layer_scale_{i}')[...].astype(x.dtype)
+
     # PUM: the proxy reads the sequence; attn_pum [b*j, heads, L, frames].
     x_normed = self.norm_full(x)
     attn_pum, update = self.center_full(self.norm_center(proxy), x_normed)
@@ -450,7 +413,7 @@ class TCPFormer(nnx.Module):
     if not 0.0 <= cfg.drop_path < 1.0:
       raise ValueError(f'model.drop_path: expected in [0, 1), got '
                        f'{cfg.drop_path}')
-    remat_wrapper(cfg.remat)  # Validates the name now, not at first call.
+    layers.remat_wrapper(cfg.remat)  # Validates the name at construction.
     dtype = layers.canonical_dtype(cfg.dtype)
     param_dtype = layers.canonical_dtype(cfg.param_dtype)
     self.depth = cfg.depth
@@ -511,10 +474,10 @@ class TCPFormer(nnx.Module):
 
     stacked = (layer_state, temporal_state, layer_keys)
     if self.scan_layers:
-      step = remat_wrapper(self.remat, prevent_cse=False)(pair)
+      step = layers.remat_wrapper(self.remat, prevent_cse=False)(pair)
       (x, proxy), _ = jax.lax.scan(step, (x, proxy), stacked)
     else:
-      step = remat_wrapper(self.remat)(pair)
+      step = layers.remat_wrapper(self.remat)(pair)
       for i in range(self.depth):
         (x, proxy), _ = step((x, proxy),
                              jax.tree.map(lambda a, i=i: a[i], stacked))

@@ -51,13 +51,19 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # layer axis (compile time flat in depth). False: the unrolled Python loop,
   # kept as the reference implementation.
   model.scan_layers = True
-  # Rematerialisation inside each layer: 'none' | 'block' (recompute the whole
+  # Rematerialisation of each layer: 'none' | 'block' (recompute the whole
   # layer in the backward pass) | a `jax.checkpoint_policies` name, e.g.
-  # 'dots_with_no_batch_dims_saveable'.
+  # 'dots_with_no_batch_dims_saveable'. With history_vjp='custom' every
+  # layer is already recomputed once in the backward pass; remat then only
+  # bounds the activations of the one layer being recomputed ('block' adds
+  # a second recomputation for nothing; a policy can pay off at large T).
   model.remat = 'none'
   # Gradient of the scanned history stack: 'custom' (reverse scan against the
   # final write-once buffer, O(L) activation memory) | 'autodiff' (plain
-  # reverse-mode through the scan; O(L^2) memory, the reference).
+  # reverse-mode through the scan; O(L^2) memory, the reference). Ignored
+  # with scan_layers=False and with hpa.history='blocks' (block summaries
+  # are rewritten, so that stack always uses autodiff with per-layer remat:
+  # remat='block' when remat='none').
   model.history_vjp = 'custom'
   # Stochastic depth rate (linearly increasing over layers); 0 = off.
   model.drop_path = 0.0
@@ -71,9 +77,12 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   model.backbone = 'parallel'
   # Fusion of the two branches: 'token_softmax' (Linear(2C->2), w 0 / b 0.5)
   # | 'channel_softmax' (Linear(2C->2C), per-channel pair softmax) | 'mean'
-  # | 'channel_split' (STCFormer-style halves, concatenated).
+  # | 'channel_split' (STCFormer-style: spatial attention on half the
+  # channels, temporal on the other half, concatenated, one MLP; needs
+  # backbone='parallel' and an even num_heads). Unused by 'sequential'.
   model.fusion = 'token_softmax'
-  # True: one MLP after the fusion instead of one per branch.
+  # True: one MLP after the fusion (sequential: after both attentions)
+  # instead of one per branch. Implied by fusion='channel_split'.
   model.shared_mlp = False
   # Positional embeddings added to the joint embedding: 'spatial_temporal'
   # (P_s [J, C] + P_t [T, C], trunc-normal 0.02) | 'spatial' | 'none'.
@@ -89,23 +98,29 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # Granularity of the depth weights: 'token' (per b, t, j) | 'sample' (H4:
   # keys pooled over T and J) | 'static' (H3: learned logits per layer).
   model.hpa.weights = 'token'
-  # H3 only: False gives DenseFormer-style unnormalised weights.
+  # H3 only: False gives DenseFormer-style unnormalised weights (zero init:
+  # no history contribution at start).
   model.hpa.static_normalise = True
-  # Which history entries are read: 'all' | 'last_k' | 'blocks'.
+  # Which history entries are read: 'all' | 'last_k' | 'blocks' (slot 0 and
+  # num_blocks running block summaries: sums of deltas with mode='replace'
+  # as Block AttnRes, means of layer outputs otherwise).
   model.hpa.history = 'all'
   # With history='last_k': how many most recent entries.
   model.hpa.last_k = 4
   # With history='blocks': number of block summaries (Block AttnRes).
   model.hpa.num_blocks = 8
-  # Values of the depth attention: 'lpa' (v_i = k_i, the LPA record) | 'raw'
-  # (v_i = h_i).
+  # Values of the depth attention: 'lpa' (v_i = k_i, the LPA record; mapped
+  # back to C channels by a per-layer Linear `hpa_out` when d_c < C; pooled
+  # records are broadcast back over the pooled axes) | 'raw' (v_i = h_i, or
+  # the delta D_i with mode='replace').
   model.hpa.value = 'lpa'
   # Logit temperature: 'unit' (tau = 1) | 'sqrt_dim' (tau = sqrt(d_c)).
   model.hpa.temperature = 'unit'
   # Initial value of the per-channel HPA gain g_l (0 = exactly the backbone
   # at init; 1e-5 = near it with a live gradient).
   model.hpa.gain_init = 1e-5
-  # Whether the embedding (slot 0) is part of the history.
+  # Whether the embedding (slot 0) is part of the history (must be True with
+  # mode='replace': the first layer's input is mixed from it).
   model.hpa.include_embedding = True
 
   # Layer Pose History Aggregation: the compact per-layer record that HPA
@@ -115,9 +130,11 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # W2 GELU(W1 RMSNorm(h))) | 'rmsnorm' | 'identity'.
   model.lpa.mode = 'proj'
   # With mode='pool': 'joint' (temporal mean per joint) | 'frame' (joint mean
-  # per frame) | 'part' (six body parts).
+  # per frame) | 'part' (temporal mean of six H36M body parts; needs 17
+  # joints). The pooled record gives one depth weight per pooled position.
   model.lpa.pool = 'joint'
-  # Compact width d_c; 0 means d_c = dim.
+  # Compact width d_c (of 'proj' / 'pool' records, the hidden width of
+  # 'bottleneck'); 0 means d_c = dim.
   model.lpa.dim = 0
   # True: one LPA shared by all layers; False: one per producing layer.
   model.lpa.shared = False

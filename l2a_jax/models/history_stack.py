@@ -337,3 +337,7 @@ class ListSlots:
   def slot(self, name: str, index: int) -> jax.Array:
     """slots[name][index] (a Python int)."""
     return self.slots[name][index]
+
+
+# Either view of the history; layer code is written against this interface.
+HistoryView = StackedSlots | ListSlots

@@ -336,8 +336,8 @@ def query_logits(keys: jax.Array, query: jax.Array) -> jax.Array:
   return dots * jax.lax.rsqrt(mean_square + layers.RMS_NORM_EPS)
 
 
-def depth_mix(view, options: L2AOptions, *, query: jax.Array | None,
-              static_logits: jax.Array | None,
+def depth_mix(view: history_stack.HistoryView, options: L2AOptions, *,
+              query: jax.Array | None, static_logits: jax.Array | None,
               out_proj: layers.Linear | None) -> jax.Array:
   """HPA read: the depth-attention mix of the readable history slots.
 
@@ -595,7 +595,7 @@ class L2ALayer(nnx.Module):
     y = self._fuse(s, t)
     return res(y, self.mlp(self.norm_2(y)), self.ls_2, drop, 1)
 
-  def history_mix(self, view) -> jax.Array:
+  def history_mix(self, view: history_stack.HistoryView) -> jax.Array:
     """This layer's HPA read of `view`: [B, T, J, C] float32."""
     o = self.options
     return depth_mix(
@@ -605,7 +605,8 @@ class L2ALayer(nnx.Module):
                        else None),
         out_proj=self.hpa_out if o.value_dim != o.dim else None)
 
-  def __call__(self, hidden: jax.Array | None, view, lpa: LPA | None,
+  def __call__(self, hidden: jax.Array | None,
+               view: history_stack.HistoryView, lpa: LPA | None,
                drop=None) -> tuple[jax.Array, jax.Array | None]:
     """Applies the layer and computes its history record.
 
@@ -731,7 +732,7 @@ class L2A(nnx.Module):
       z = z + self.temporal_pos_embed[...].astype(o.dtype)[:, None]
     return z
 
-  def _final_mix(self, view) -> jax.Array:
+  def _final_mix(self, view: history_stack.HistoryView) -> jax.Array:
     """hpa.mode='replace': the head input, mixed from the whole history."""
     o = self.options
     return depth_mix(

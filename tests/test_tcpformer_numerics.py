@@ -18,7 +18,7 @@ tt.use_fast_cpu_compiles()
 
 # bfloat16 compute vs float32 on the randomised tiny model: measured max
 # |difference| / max |float32 output| of 1.0-1.4 % over seeds 0-4
-# (docs/models_tcpformer.md); the bound leaves about 2x headroom.
+# (docs/models.md, TCPFormer section); the bound leaves about 2x headroom.
 BF16_RELATIVE_TOLERANCE = 0.03
 
 

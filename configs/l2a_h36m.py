@@ -251,6 +251,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.eval_max_batches = -1
 
   config.eval = ml_collections.ConfigDict()
+  # The protocol follows the data: Human3.6M averages per action, then over
+  # the 15 actions (MotionBERT); other data average over all valid frames
+  # and add PCK@150mm / AUC (MPI-INF-3DHP). See docs/training.md.
   # Flip test-time augmentation: average model(x) and flip(model(flip(x))).
   config.eval.flip_test = True
   # Write a picture of predicted vs ground-truth skeletons to the workdir.

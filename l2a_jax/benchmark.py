@@ -310,8 +310,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   """The results as a Markdown table (what docs/benchmarks.md shows)."""
   lines = [
       '| model | mode | dtype | framework | batch | compile s | step ms '
-      '| samples/s | JAX speed-up | peak memory | GMACs/clip lin / full '
-      '| MFU |',
+      '(min) | samples/s | JAX speed-up | peak memory | GMACs/clip lin / '
+      'full | MFU |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for row in rows:
@@ -335,7 +335,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         f"| {row['model_label']} | {row['mode']} | {row['dtype']} | "
         f"{row['framework']} | {row['batch']} | "
         f"{_format(row['compile_s'], '.1f')} | "
-        f"{_format(row['step_ms_median'], '.1f')} | "
+        f"{_format(row['step_ms_median'], '.1f')} "
+        f"({_format(row.get('step_ms_min'), '.1f')}) | "
         f"{_format(row['samples_per_s'], '.2f')} | {speedup or '-'} | "
         f"{memory_text} | {row['macs_linear'] / 1e9:.2f} / "
         f"{row['macs_full'] / 1e9:.2f} | "
@@ -452,7 +453,10 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                     mode='train', dtype=FLAGS.dtype[0],
                     depths=options['depths'], variants=framework_variants)
         result = run_worker(spec, FLAGS.timeout)
-        common = {'model': config.model.name, 'model_label': label,
+        common = {'model': config.model.name,
+                  'model_label': (f'{config.model.name} T='
+                                  f'{config.model.num_frames} '
+                                  f'C={config.model.dim}'),
                   'config': config_spec, 'framework': framework,
                   'batch': FLAGS.batch, 'dtype': FLAGS.dtype[0]}
         if result.get('error'):

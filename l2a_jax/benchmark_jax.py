@@ -190,9 +190,17 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
     def step():
       return compiled(params, rest, inputs)
 
-  timing = benchmark_worker.time_steps(
-      step, jax.block_until_ready, spec['warmup'], spec['steps'])
   memory = memory_analysis(compiled)
+  try:
+    timing = benchmark_worker.time_steps(
+        step, jax.block_until_ready, spec['warmup'], spec['steps'])
+  except Exception as e:  # pylint: disable=broad-except
+    if not benchmark_worker.is_out_of_memory(e):
+      raise
+    # "Does not fit" is a result; XLA's analysis says how much it wanted.
+    return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500],
+            'out_of_memory': True, 'compile_s': compile_s,
+            'memory': memory, 'device': device_description()}
   memory['host_peak_rss_bytes'] = benchmark_worker.host_peak_rss_bytes()
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get('peak_bytes_in_use')

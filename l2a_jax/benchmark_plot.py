@@ -40,8 +40,8 @@ def memory_of(row: dict[str, Any]) -> tuple[float | None, str]:
   return None, ''
 
 
-def _grouped_bars(ax, groups: dict[str, dict[str, float]], ylabel: str,
-                  notes: dict[tuple[str, str], str] | None = None) -> None:
+def _grouped_bars(ax, groups: dict[str, dict[str, float]],
+                  ylabel: str) -> None:
   """One cluster of bars per group, one bar per framework."""
   frameworks = [f for f in _COLOURS
                 if any(f in values for values in groups.values())]
@@ -52,24 +52,19 @@ def _grouped_bars(ax, groups: dict[str, dict[str, float]], ylabel: str,
       if framework in values:
         xs.append(g + (i - (len(frameworks) - 1) / 2) * width)
         ys.append(values[framework])
-    bars = ax.bar(xs, ys, width, label=framework, color=_COLOURS[framework])
-    for bar, group in zip(bars, [k for k, v in groups.items()
-                                 if framework in v]):
-      note = (notes or {}).get((group, framework))
-      if note:
-        ax.annotate(note, (bar.get_x() + bar.get_width() / 2,
-                           bar.get_height()), ha='center', va='bottom',
-                    fontsize=6, rotation=90, xytext=(0, 2),
-                    textcoords='offset points')
+    ax.bar(xs, ys, width, label=framework, color=_COLOURS[framework])
   ax.set_xticks(range(len(groups)))
-  ax.set_xticklabels(list(groups), fontsize=7)
-  ax.set_ylabel(ylabel)
+  ax.set_xticklabels(list(groups), fontsize=8)
+  ax.set_ylabel(ylabel, fontsize=8)
   ax.legend(fontsize=7)
   ax.grid(axis='y', alpha=0.3)
 
 
 def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
   """Draws the results of one or more benchmark JSON documents.
+
+  One row of panels per model (throughput, memory) and, when there is a
+  depth sweep, one more panel per swept model.
 
   Args:
     documents: parsed `--json` outputs of `l2a_jax.benchmark`.
@@ -79,36 +74,48 @@ def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
           if not r.get('error')]
   depth_rows = [r for d in documents for r in d.get('memory_vs_depth', [])
                 if not r.get('error')]
-  panels = int(bool(rows)) * 2 + int(bool(depth_rows))
+  models = list(dict.fromkeys(r['model_label'] for r in rows))
+  swept = list(dict.fromkeys(r['model_label'] for r in depth_rows))
+  panels = [('speed', m) for m in models] + [('memory', m) for m in models]
+  panels += [('depth', m) for m in swept]
   if not panels:
     raise ValueError('nothing to plot: no successful results')
-  fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.0),
-                           squeeze=False)
-  axes = list(axes[0])
+  columns = 2 if models else min(len(swept), 2)
+  layout_rows = len(models) + (len(swept) + columns - 1) // columns
+  fig = plt.figure(figsize=(6.5 * columns, 4.2 * layout_rows))
   device = ', '.join(sorted({d['device']['name'] for d in documents}))
 
-  if rows:
+  for index, model in enumerate(models):
+    model_rows = [r for r in rows if r['model_label'] == model]
     speed = collections.OrderedDict()
     memory = collections.OrderedDict()
-    notes = {}
-    for row in rows:
-      group = f"{row['model_label']}\n{row['mode']} {row['dtype']}"
+    kinds = collections.OrderedDict()
+    for row in model_rows:
+      group = f"{row['mode']}\n{row['dtype']}"
       speed.setdefault(group, {})[row['framework']] = row['samples_per_s']
       value, what = memory_of(row)
       if value is not None:
         memory.setdefault(group, {})[row['framework']] = value / _MIB
-        notes[(group, row['framework'])] = what
-    ax = axes.pop(0)
-    _grouped_bars(ax, speed, 'samples / s (higher is better)')
-    ax.set_title(f'Throughput, batch {rows[0]["batch"]}', fontsize=9)
-    ax = axes.pop(0)
-    _grouped_bars(ax, memory, 'MiB (lower is better)', notes)
-    ax.set_title('Memory per step', fontsize=9)
+        kinds.setdefault(row['framework'], set()).add(what)
+    ax = fig.add_subplot(layout_rows, columns, 2 * index + 1)
+    _grouped_bars(ax, speed, 'samples / s (log scale, higher is better)')
+    # Training and inference differ by an order of magnitude or more.
+    ax.set_yscale('log')
+    ax.set_title(f"{model}: throughput, batch {model_rows[0]['batch']}",
+                 fontsize=9)
+    ax = fig.add_subplot(layout_rows, columns, 2 * index + 2)
+    if memory:
+      _grouped_bars(ax, memory, 'MiB (lower is better)')
+    what = '; '.join(f"{f}: {', '.join(sorted(k))}" for f, k in kinds.items())
+    ax.set_title(f'{model}: memory per step\n({what})', fontsize=8)
 
-  if depth_rows:
-    ax = axes.pop(0)
+  for index, model in enumerate(swept):
+    ax = fig.add_subplot(layout_rows, columns,
+                         2 * len(models) + index + 1)
     series = collections.defaultdict(list)
     for row in depth_rows:
+      if row['model_label'] != model:
+        continue
       if row['framework'] == 'jax':
         value, what = row.get('xla_temp_bytes'), 'XLA temp'
       elif row.get('cuda_step_peak_bytes') is not None:
@@ -116,22 +123,23 @@ def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
       else:
         value, what = row.get('autograd_saved_bytes'), 'autograd saved'
       if value is not None:
-        key = f"{row['model']} {row['variant']} ({what})"
-        series[key].append((row['depth'], value / _MIB))
+        series[f"{row['framework']} {row['variant']} ({what})"].append(
+            (row['depth'], value / _MIB))
     for key, points in sorted(series.items()):
       points.sort()
       ax.plot([p[0] for p in points], [p[1] for p in points], marker='o',
               label=key)
-    ax.set_xlabel('depth (layers)')
-    ax.set_ylabel('MiB')
-    ax.set_title(f'Training memory vs depth, batch {depth_rows[0]["batch"]}',
+    ax.set_xlabel('depth (layers)', fontsize=8)
+    ax.set_ylabel('MiB', fontsize=8)
+    batch = next(r['batch'] for r in depth_rows if r['model_label'] == model)
+    ax.set_title(f'{model}: training memory vs depth, batch {batch}',
                  fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 
   fig.suptitle(f'l2a_jax benchmark: {device}', fontsize=10)
   fig.tight_layout()
-  fig.savefig(out_path, dpi=120)
+  fig.savefig(out_path, dpi=110)
   plt.close(fig)
 
 

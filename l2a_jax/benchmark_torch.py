@@ -217,8 +217,17 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
 
   if device.type == 'cuda':
     torch.cuda.reset_peak_memory_stats(device)
-  timing = benchmark_worker.time_steps(step, sync, spec['warmup'],
-                                       spec['steps'])
+  try:
+    timing = benchmark_worker.time_steps(step, sync, spec['warmup'],
+                                         spec['steps'])
+  except torch.OutOfMemoryError as e:
+    # "Does not fit" is a result, with the peak reached before failing.
+    return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500],
+            'out_of_memory': True,
+            'peak_memory_bytes': (
+                int(torch.cuda.max_memory_allocated(device))
+                if device.type == 'cuda' else None),
+            'device': device_description(device), **extra}
   peak = (torch.cuda.max_memory_allocated(device)
           if device.type == 'cuda' else None)
   memory = {'host_peak_rss_bytes': benchmark_worker.host_peak_rss_bytes()}

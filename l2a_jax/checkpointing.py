@@ -26,6 +26,7 @@ methods (Orbax synchronises them); only the primary process writes `meta`.
 """
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Callable, Mapping
@@ -48,10 +49,9 @@ META = 'meta'
 
 def checkpoint_directory(workdir: str | os.PathLike[str]) -> epath.Path:
   """Returns `WORKDIR/checkpoints` as an absolute path (Orbax needs one)."""
-  path = epath.Path(workdir)
-  if not path.is_absolute():
-    path = epath.Path(os.path.abspath(os.fspath(path)))
-  return path / CHECKPOINT_SUBDIR
+  if '://' in os.fspath(workdir):  # gs://bucket/run and other URLs.
+    return epath.Path(workdir) / CHECKPOINT_SUBDIR
+  return epath.Path(os.path.abspath(os.fspath(workdir))) / CHECKPOINT_SUBDIR
 
 
 def to_pure_params(params: Any) -> dict[str, Any]:
@@ -62,19 +62,27 @@ def to_pure_params(params: Any) -> dict[str, Any]:
 
 
 def _abstract_tree(tree: Any) -> Any:
-  """Arrays and metadata leaves -> `jax.ShapeDtypeStruct` (keeps sharding)."""
+  """Leaves -> `jax.ShapeDtypeStruct` with a sharding.
+
+  A leaf's own sharding is kept; leaves without one (NumPy arrays, plain
+  shapes) get this process's first device: without an explicit sharding
+  Orbax recreates the saved one, which fails on another device count.
+  """
+  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def to_struct(leaf):
-    if isinstance(leaf, jax.ShapeDtypeStruct):
-      return leaf
     sharding = getattr(leaf, 'sharding', None)
     if not isinstance(sharding, jax.sharding.Sharding):
-      sharding = None
+      sharding = default
     return jax.ShapeDtypeStruct(
         tuple(leaf.shape), np.dtype(leaf.dtype), sharding=sharding
     )
 
   return jax.tree.map(to_struct, tree)
+
+
+def _metric_or_inf(metrics: Mapping[str, float], key: str) -> float:
+  return float(metrics.get(key, math.inf))
 
 
 def _new_orbax_manager(
@@ -87,15 +95,13 @@ def _new_orbax_manager(
 ) -> ocp.CheckpointManager:
   """An Orbax manager over the four named items of this layout."""
   policies = []
-  best_fn = None
   if keep is not None:
     policies.append(ocp.checkpoint_managers.LatestN(n=keep))
+  best_fn = None
   if best_metric is not None:
     # Lower is better for every tracked metric (errors in mm); a checkpoint
     # without metrics is kept only while it is among the latest `keep`.
-    def best_fn(metrics: Mapping[str, float]) -> float:
-      return float(metrics.get(best_metric, math.inf))
-
+    best_fn = functools.partial(_metric_or_inf, key=best_metric)
     policies.append(
         ocp.checkpoint_managers.BestN(
             get_metric_fn=best_fn,
@@ -158,13 +164,8 @@ def _params_target(
   """The restore target for `params`: given, or host NumPy from metadata."""
   if abstract_params is not None:
     return _abstract_tree(to_pure_params(abstract_params))
-  metadata = manager.item_metadata(step)[PARAMS]
-  # Without a target Orbax would try to recreate the saved shardings, which
-  # fails on another device count; plain shapes restore as NumPy arrays.
-  return jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype)),
-      metadata,
-  )
+  # Plain shapes: `_abstract_tree` places them on this process's device.
+  return _abstract_tree(manager.item_metadata(step)[PARAMS])
 
 
 def _as_requested_type(restored: dict[str, Any], abstract_params: Any) -> Any:

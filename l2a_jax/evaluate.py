@@ -18,10 +18,10 @@ training: `python -m l2a_jax.main --mode=eval --config ... --workdir ...`.
 """
 
 import json
-import os
 from typing import Any, Callable, Iterable, Mapping
 
 from absl import logging
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -36,9 +36,6 @@ from l2a_jax.data import skeleton as skeleton_lib
 
 EVAL_METRICS_FILE = 'eval_metrics.json'
 PICTURE_FILE = 'skeletons.png'
-# Batch fields sent to the devices for evaluation.
-EVAL_KEYS = ('inputs', 'targets_mm', 'scale_to_mm', 'valid', 'frame_id',
-             'action_id')
 
 
 def flip_poses(poses: jax.Array, skeleton: skeleton_lib.Skeleton) -> jax.Array:
@@ -98,7 +95,7 @@ def make_eval_step(
   Returns:
     `step(params, rest, batch) -> outputs`: `params` and `rest` are the
     model's parameter and other state (pure dicts, replicated); `batch` holds
-    the `EVAL_KEYS` fields as global arrays. Outputs: the errors of
+    the `_device_batch` fields as global arrays. Outputs: the errors of
     `metrics.eval_errors` (mm), `pred_mm` `[b, T, J, 3]`, and
     `targets_mm`, `scale_to_mm`, `frame_id`, `valid`, `action_id` passed
     through so that all processes see every row in the same order.
@@ -246,15 +243,32 @@ def run_evaluation(
 
 
 def write_eval_metrics(workdir: str, results: Mapping[str, Any]) -> str:
-  """Writes `WORKDIR/eval_metrics.json` atomically (process 0 only)."""
-  path = os.path.join(workdir, EVAL_METRICS_FILE)
+  """Writes `WORKDIR/eval_metrics.json` atomically (process 0 only).
+
+  Args:
+    workdir: run directory (local or a URL such as gs://bucket/run).
+    results: the metrics; non-finite floats are written as null.
+
+  Returns:
+    The file path.
+  """
+  path = epath.Path(workdir) / EVAL_METRICS_FILE
+
+  def strict_json(value):
+    # NaN is not JSON: a metric without frames (e.g. MPJVE at T = 1) -> null.
+    if isinstance(value, Mapping):
+      return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+      return None
+    return value
+
+  text = json.dumps(strict_json(results), indent=2, sort_keys=True,
+                    allow_nan=False) + '\n'
   if jax.process_index() == 0:
-    temporary = f'{path}.tmp'
-    with open(temporary, 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-      f.write('\n')
-    os.replace(temporary, path)
-  return path
+    temporary = path.with_name(f'{path.name}.tmp')
+    temporary.write_text(text)
+    temporary.replace(path)
+  return str(path)
 
 
 def write_picture(
@@ -270,7 +284,7 @@ def write_picture(
   error = float(np.mean(np.linalg.norm(pred - target, axis=-1)))
   return visualize.plot_skeletons(
       pred, target, skeleton_lib.get(skeleton_name),
-      os.path.join(workdir, PICTURE_FILE),
+      epath.Path(workdir) / PICTURE_FILE,
       frame_labels=[f'frame {i}' for i in chosen],
       title=f'prediction vs ground truth (MPJPE of these frames: '
             f'{error:.1f} mm)',
@@ -311,6 +325,7 @@ def evaluate_checkpoint(
   from l2a_jax import train  # pylint: disable=g-import-not-at-top
 
   mesh = sharding.create_mesh(config.mesh)
+  train.check_config(config, mesh)
   datasets = train.load_datasets(config)
   graphdef, abstract_params, rest = train.abstract_model(config, mesh)
   params, meta = checkpointing.restore_params(workdir, abstract_params, step)

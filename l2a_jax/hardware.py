@@ -102,7 +102,7 @@ def model_flops_utilisation(macs_per_sample: float | None,
 
 
 def host_description() -> dict[str, object]:
-  """CPU model, logical core count and physical memory of this host."""
+  """CPU model, usable logical cores and physical memory of this host."""
   cpu = platform.processor() or platform.machine()
   try:
     with open('/proc/cpuinfo', encoding='utf-8') as f:
@@ -117,9 +117,13 @@ def host_description() -> dict[str, object]:
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
   except (ValueError, OSError, AttributeError):
     pass
+  try:
+    cores = len(os.sched_getaffinity(0))  # The cores this process may use.
+  except AttributeError:
+    cores = os.cpu_count()
   return {
       'cpu': cpu,
-      'cpu_cores': os.cpu_count(),
+      'cpu_cores': cores,
       'memory_bytes': memory,
       'os': platform.platform(),
       'python': platform.python_version(),

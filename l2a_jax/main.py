@@ -126,8 +126,7 @@ def main(argv: list[str]) -> None:
     sys.exit(f'error: {error}')
   if jax.process_index() == 0:
     print(f'Final: {evaluate.summary_line(results)}')
-    print(f'Metrics written to '
-          f'{os.path.join(_WORKDIR.value, evaluate.EVAL_METRICS_FILE)}')
+    print(f'Metrics written to {_WORKDIR.value}/{evaluate.EVAL_METRICS_FILE}')
 
 
 if __name__ == '__main__':

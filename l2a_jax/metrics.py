@@ -341,7 +341,11 @@ class FrameAccumulator:
     joint = self._joint_sum[covered] / self._counts['joint'][covered, None]
     per_frame = {'mpjpe': joint.mean(axis=-1)}
     for name in ('p_mpjpe', 'n_mpjpe'):
-      per_frame[name] = self._sums[name][covered] / self._counts[name][covered]
+      # NaN where a metric was not accumulated (e.g. a joints-only baseline).
+      count = self._counts[name][covered]
+      per_frame[name] = np.divide(
+          self._sums[name][covered], count,
+          out=np.full(count.shape, np.nan), where=count > 0)
     return covered, joint, per_frame
 
   def results(self, protocol: str, skeleton: str = 'h36m') -> dict:
@@ -389,7 +393,8 @@ class FrameAccumulator:
 
     everything = summarise(
         np.ones(len(actions), bool),
-        {key: np.ones(len(values), bool) for key, (values, _) in motion.items()},
+        {key: np.ones(len(values), bool)
+         for key, (values, _) in motion.items()},
     )
     per_action = {}
     for index, name in enumerate(self.action_names):

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from absl import logging
 from clu import parameter_overview
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -250,9 +251,9 @@ def make_train_step(
     metrics = {
         'loss': loss,
         **{f'loss_{name}': value for name, value in terms.items()},
-        'grad_norm': optax.global_norm(grads),
+        'grad_norm': optax.tree.norm(grads),
         # The norm of the *new* parameters: the guard checks what is saved.
-        'param_norm': optax.global_norm(params),
+        'param_norm': optax.tree.norm(params),
         'learning_rate': schedule(step),
     }
     return params, opt_state, metrics
@@ -289,7 +290,8 @@ class _PendingMetrics:
       return {}
     host = jax.device_get(self.values)
     for step, values in zip(self.steps, host):
-      for name in sorted(values):
+      # The loss first: a non-finite loss also spoils the gradient norm.
+      for name in sorted(values, key=lambda n: (not n.startswith('loss'), n)):
         if not np.isfinite(values[name]):
           raise NonFiniteError(
               f'step {step}: {name} is {float(values[name])} (non-finite); '
@@ -318,6 +320,13 @@ def _log_compiled_memory(compiled: Any) -> None:
   )
 
 
+def _absolute(path: str) -> epath.Path:
+  """Local paths made absolute; URLs such as gs://bucket/run kept."""
+  if '://' in str(path):
+    return epath.Path(path)
+  return epath.Path(os.path.abspath(path))
+
+
 def _meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {'model': config.model.to_dict(), 'data': config.data.name}
 
@@ -334,8 +343,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns:
     The final evaluation metrics (also in `WORKDIR/eval_metrics.json`).
   """
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = str(_absolute(workdir))
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   writer = metric_writers.MetricWriter(workdir, just_logging=not is_main)
   mesh = sharding.create_mesh(config.mesh)

@@ -5,9 +5,11 @@ z away from the camera); the plots show x to the right, depth into the
 picture and y up, so people stand upright.
 """
 
+import io
 import os
 from typing import Sequence
 
+from etils import epath
 import matplotlib
 
 matplotlib.use('Agg')
@@ -43,7 +45,8 @@ def plot_skeletons(
       per frame; pass 2-4 frames).
     target_mm: `[frames, joints, 3]` ground truth, same frame order.
     skeleton: joint parents for the bones.
-    path: PNG file to write (written to a temporary name, then renamed).
+    path: PNG file to write (written to a temporary name, then renamed;
+      local or a URL such as gs://...).
     frame_labels: a caption per panel (default 'frame i').
     title: figure title (e.g. the MPJPE of these frames).
 
@@ -87,9 +90,11 @@ def plot_skeletons(
   if title:
     fig.suptitle(title, fontsize=11)
   fig.tight_layout()
-  path = os.fspath(path)
-  temporary = f'{path}.tmp.png'
-  fig.savefig(temporary, dpi=90)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=90)
   plt.close(fig)
-  os.replace(temporary, path)
-  return path
+  path = epath.Path(path)
+  temporary = path.with_name(f'{path.name}.tmp')
+  temporary.write_bytes(buffer.getvalue())
+  temporary.replace(path)
+  return str(path)

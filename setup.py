@@ -25,6 +25,7 @@ setuptools.setup(
         'orbax-checkpoint>=0.11',
         'tensorboardX',
         'tensorflow-datasets>=4.9.7',
+        'tqdm',
     ],
     extras_require={
         # Install torch==2.13.0 explicitly *before* this extra (see README):

@@ -2,9 +2,9 @@
 
 Process p feeds rows p, p + 2, ... of the shuffled clip stream, so the
 global batch of a step holds the same clips as in a single-process run (in
-another row order): without flip augmentation (whose random draws depend on
-the per-process batching) the loss and the parameters after 2 steps must
-match the single-process run of the same config.
+another row order), flipped or not by the same draws (flips are drawn per
+stream position): the loss and the parameters after 2 steps must match the
+single-process run of the same config, flip augmentation included.
 """
 
 import os
@@ -29,9 +29,7 @@ def _command(workdir, data_dir, *flags):
   return [sys.executable, '-m', 'l2a_jax.main', f'--config={_TINY}',
           f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
           '--config.eval.flip_test=False',
-          # The random flips are drawn per process batch, so they differ
-          # between the two layouts; the clips themselves are the same.
-          '--config.data.flip_augment=False', *flags]
+          '--config.data.flip_augment=True', *flags]
 
 
 def _env(devices):

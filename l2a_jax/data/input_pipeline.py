@@ -382,7 +382,9 @@ class ShuffledClipBatches:
   `default_rng([seed, e]).permutation(num_clips)`. Element k of process p is
   the batch of stream positions p + P * (k * b + j), j < b, so the P
   per-process batches of step k together are stream positions
-  [k P b, (k + 1) P b): a single process's global batch. A grain data
+  [k P b, (k + 1) P b): a single process's global batch. The flip of a
+  clip is drawn per stream position too (`default_rng([seed, e, 1])`), so
+  augmentation does not depend on the number of processes. A grain data
   source (`len`, `getitem`): random access, no state beyond the index.
   (Computing the ids vectorised per batch is ~10x cheaper than grain's
   per-element `shuffle().repeat()[p::P].batch()` chain.)
@@ -402,12 +404,16 @@ class ShuffledClipBatches:
   def __len__(self) -> int:
     return sys.maxsize
 
-  def _permutation(self, epoch: int) -> np.ndarray:
+  def _permutation(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(clip order [num_clips], flip of each stream position [num_clips])."""
     with self._lock:
       permutation = self._permutations.get(epoch)
       if permutation is None:
-        permutation = np.random.default_rng(
-            [self._seed, epoch]).permutation(self._num_clips)
+        permutation = (
+            np.random.default_rng([self._seed, epoch]).permutation(
+                self._num_clips),
+            np.random.default_rng([self._seed, epoch, 1]).random(
+                self._num_clips) < 0.5)
         if len(self._permutations) >= 4:
           self._permutations.pop(min(self._permutations))
         self._permutations[epoch] = permutation
@@ -417,15 +423,17 @@ class ShuffledClipBatches:
     positions = self._process_index + self._process_count * (
         index * self._batch_size + np.arange(self._batch_size, dtype=np.int64))
     epochs, offsets = np.divmod(positions, self._num_clips)
-    ids = np.empty(self._batch_size, np.int64)
+    ids = np.empty((self._batch_size, 2), np.int64)
     for epoch in np.unique(epochs):
       here = epochs == epoch
-      ids[here] = self._permutation(int(epoch))[offsets[here]]
+      order, flips = self._permutation(int(epoch))
+      ids[here, 0] = order[offsets[here]]
+      ids[here, 1] = flips[offsets[here]]
     return ids
 
 
-class TrainBatch(grain.transforms.RandomMap):
-  """Clip ids [b] -> a training batch, each clip flipped with p = 0.5."""
+class TrainBatch(grain.transforms.Map):
+  """[b, 2] (clip id, flip) -> a training batch, flipped rows mirrored."""
 
   def __init__(self, arrays: SplitArrays, clips: Clips, num_frames: int,
                flip: bool):
@@ -434,12 +442,13 @@ class TrainBatch(grain.transforms.RandomMap):
     self._num_frames = num_frames
     self._flip = flip
 
-  def random_map(self, clip_ids, rng: np.random.Generator):
-    index = self._clips.frame_indices(np.asarray(clip_ids), self._num_frames)
+  def map(self, ids_and_flips):
+    ids_and_flips = np.asarray(ids_and_flips)
+    index = self._clips.frame_indices(ids_and_flips[:, 0], self._num_frames)
     if not self._flip:
       return {'inputs': np.take(self._arrays.inputs, index, axis=0),
               'targets': np.take(self._arrays.targets, index, axis=0)}
-    flipped = rng.random(len(index)) < 0.5
+    flipped = ids_and_flips[:, 1].astype(bool)
     return {'inputs': _gather_flipped(self._arrays.inputs, index, flipped,
                                       self._arrays.skeleton),
             'targets': _gather_flipped(self._arrays.targets, index, flipped,
@@ -604,7 +613,7 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
   train = grain.MapDataset.source(ShuffledClipBatches(
       len(train_clips), seed=seed, batch_size=batch,
       process_index=process_index, process_count=process_count))
-  train = train.seed(seed).random_map(TrainBatch(
+  train = train.map(TrainBatch(
       train_arrays, train_clips, num_frames, bool(data_config.flip_augment)))
   train_dataset = train.to_iter_dataset(read_options)
 

@@ -49,6 +49,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from l2a_jax import checkpointing
+from l2a_jax import cli
 from l2a_jax import models
 from l2a_jax.models import stacking
 
@@ -499,6 +500,7 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit(f'convert_torch: error: unexpected arguments {argv[1:]}')
+  cli.quiet_library_logs()
   args = flags.FLAGS
   config = args.config
   if config is None:
@@ -525,4 +527,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  app.run(main, argv=cli.resolve_config_path(sys.argv))

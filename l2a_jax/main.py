@@ -17,9 +17,7 @@ SLURM `jax.distributed.initialize()` finds the coordinator itself, otherwise
 pass `--coordinator_address`, `--num_processes` and `--process_id`.
 """
 
-import logging as std_logging
 import os
-import pathlib
 import sys
 
 from absl import app
@@ -29,10 +27,9 @@ import flax
 import jax
 from ml_collections import config_flags
 
+from l2a_jax import cli
 from l2a_jax import evaluate
 from l2a_jax import train
-
-_REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, summaries and results.')
@@ -52,41 +49,9 @@ _PROCESS_ID = flags.DEFINE_integer(
     'process_id', None, 'This process (with --coordinator_address).')
 
 
-def _resolve_config_path(argv: list[str]) -> list[str]:
-  """Makes a relative --config path absolute (cwd first, then repo root)."""
-  resolved = []
-  for arg in argv:
-    for prefix in ('--config=', '-config='):
-      if arg.startswith(prefix):
-        value = arg[len(prefix):]
-        path, sep, variant = value.partition(':')
-        if not os.path.isabs(path) and not os.path.exists(path):
-          candidate = _REPO_ROOT / path
-          if candidate.exists():
-            arg = f'{prefix}{candidate}{sep}{variant}'
-    resolved.append(arg)
-  # `--config configs/x.py` (two tokens) is also accepted by absl.
-  for i, arg in enumerate(resolved[:-1]):
-    if arg in ('--config', '-config'):
-      path, sep, variant = resolved[i + 1].partition(':')
-      if not os.path.isabs(path) and not os.path.exists(path):
-        candidate = _REPO_ROOT / path
-        if candidate.exists():
-          resolved[i + 1] = f'{candidate}{sep}{variant}'
-  return resolved
-
-
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file (configs/*.py), optionally :ARG.',
     lock_config=True)
-
-
-class _QuietLibraries(std_logging.Filter):
-  """Drops INFO/DEBUG records of Orbax, which logs every file it writes."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or f'{os.sep}orbax{os.sep}' not in record.pathname)
 
 
 def maybe_initialize_distributed() -> None:
@@ -106,7 +71,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError('--config and --workdir are required.')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  cli.quiet_library_logs()
   maybe_initialize_distributed()
   logging.info('JAX %s, Flax %s; process %d of %d; %d local / %d global '
                'devices: %s', jax.__version__, flax.__version__,
@@ -130,4 +95,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main, argv=_resolve_config_path(sys.argv))
+  app.run(main, argv=cli.resolve_config_path(sys.argv))

@@ -46,6 +46,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from l2a_jax import checkpointing
+from l2a_jax import cli
 from l2a_jax import convert_torch
 from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.data import transforms
@@ -278,6 +279,7 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit(f'predict: error: unexpected arguments {argv[1:]}')
+  cli.quiet_library_logs()
   args = flags.FLAGS
   for name in ('config', 'workdir', 'input', 'output'):
     if not getattr(args, name):
@@ -301,4 +303,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  app.run(main, argv=cli.resolve_config_path(sys.argv))

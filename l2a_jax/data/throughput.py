@@ -13,11 +13,14 @@ evaluation batches. Prints one JSON line.
 import json
 import os
 import platform
+import sys
 import time
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from l2a_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Run config file (configs/*.py).', lock_config=True)
@@ -77,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, argv=cli.resolve_config_path(sys.argv))

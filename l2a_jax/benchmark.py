@@ -29,6 +29,10 @@ Options:
   --fp32_matmul P       float32 matmul precision on both sides: highest (IEEE,
                         default) | tf32 (TF32 tensor cores on GPUs).
   --torch_threads N     CPU threads of PyTorch (default 0: its own default).
+  --torch_omp_wait_policy P
+                        OMP_WAIT_POLICY of the PyTorch workers: inherit
+                        (default: leave the environment alone) | passive
+                        (no spin-waiting; for shared CPUs) | active.
   --json OUT.json       write all results (written atomically).
   --plot OUT.png        draw samples/s, memory and memory vs depth.
 
@@ -55,6 +59,7 @@ from absl import flags
 import ml_collections
 
 from l2a_jax import benchmark_worker
+from l2a_jax import cli
 from l2a_jax import hardware
 
 FRAMEWORKS = ('jax', 'torch', 'torch_compile')
@@ -93,6 +98,12 @@ flags.DEFINE_string('json', None, 'Where to write the results (JSON).')
 flags.DEFINE_string('plot', None, 'Where to draw the results (PNG).')
 flags.DEFINE_integer('torch_threads', 0,
                      'CPU threads of PyTorch (0 = its default).')
+flags.DEFINE_enum(
+    'torch_omp_wait_policy', 'inherit', ['inherit', 'passive', 'active'],
+    'OMP_WAIT_POLICY of the PyTorch workers: inherit (default) leaves the '
+    'environment and so PyTorch\'s defaults alone; passive keeps its CPU '
+    'threads from spin-waiting when other processes share the cores (use it '
+    'on a shared CPU; it slows PyTorch on an idle one).')
 flags.DEFINE_integer('timeout', 3600, 'Seconds allowed per measurement.')
 
 
@@ -116,6 +127,9 @@ def load_config(spec: str, index: int = 0) -> ml_collections.ConfigDict:
   Returns:
     The ConfigDict returned by the file's `get_config`.
   """
+  # A relative path is looked up in the current directory, then in the
+  # repository root, as for the other entry points.
+  spec = cli.resolve_config_path(['--config', spec])[1]
   path, sep, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise BenchmarkError(f'--config: file {path!r} not found')
@@ -186,6 +200,24 @@ def describe_model(model: ml_collections.ConfigDict) -> str:
 # ----------------------------------------------------------------------------
 
 
+def worker_environment(framework: str) -> dict[str, str]:
+  """Environment variables a worker process gets on top of this one's.
+
+  PyTorch's OpenMP threads spin-wait between parallel regions; when another
+  process holds one of the cores, every parallel region waits for a
+  descheduled thread and CPU steps slow down several times at random
+  (measured on the 2-core development machine: TCPFormer inference 0.5-9.5 s
+  per step instead of 0.24 s). `--torch_omp_wait_policy=passive` makes the
+  threads sleep instead, which costs PyTorch time on an idle machine, so it
+  is not the default. XLA's CPU thread pool does not use OpenMP; GPU kernels
+  are not affected.
+  """
+  if (framework.startswith('torch') and
+      FLAGS.torch_omp_wait_policy != 'inherit'):
+    return {'OMP_WAIT_POLICY': FLAGS.torch_omp_wait_policy.upper()}
+  return {}
+
+
 def run_worker(spec: dict[str, Any], timeout: int) -> dict[str, Any]:
   """Runs one measurement in a fresh Python process and returns its result.
 
@@ -199,8 +231,9 @@ def run_worker(spec: dict[str, Any], timeout: int) -> dict[str, Any]:
     command = [sys.executable, '-m', 'l2a_jax.benchmark_worker',
                str(spec_path), str(result_path)]
     try:
+      env = dict(os.environ, **worker_environment(spec['framework']))
       proc = subprocess.run(command, timeout=timeout, check=False,
-                            stdout=sys.stderr)
+                            stdout=sys.stderr, env=env)
     except subprocess.TimeoutExpired:
       return {'error': f'timed out after {timeout} s'}
     if not result_path.is_file():
@@ -383,6 +416,9 @@ def parse_flags() -> dict[str, Any]:
   if FLAGS.torch_threads < 0:
     raise BenchmarkError(f'--torch_threads: expected >= 0, got '
                          f'{FLAGS.torch_threads}')
+  if FLAGS.timeout <= 0:
+    raise BenchmarkError(f'--timeout: expected a positive number of '
+                         f'seconds, got {FLAGS.timeout}')
   if FLAGS.warmup < 0:
     raise BenchmarkError(f'--warmup: expected >= 0, got {FLAGS.warmup}')
   try:
@@ -423,7 +459,13 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   results, depth_rows, devices = [], [], {}
   for config_spec, config in options['configs']:
     label = describe_model(config.model)
-    macs = macs_lib.count_model_macs(config.model)
+    try:
+      macs = macs_lib.count_model_macs(config.model)
+    except Exception as e:  # pylint: disable=broad-except
+      # A config the model rejects (e.g. dim not divisible by num_heads).
+      raise BenchmarkError(
+          f'--config {config_spec}: cannot build the model: '
+          f'{type(e).__name__}: {e}'.splitlines()[0]) from e
     print(f'{label}: {macs.linear / 1e9:.3f} G linear / '
           f'{macs.full / 1e9:.3f} G full MACs per clip', flush=True)
     spec0 = base_spec(config)
@@ -488,6 +530,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           'seed': FLAGS.seed,
           'fp32_matmul': FLAGS.fp32_matmul,
           'torch_threads': FLAGS.torch_threads,
+          'torch_worker_env': worker_environment('torch'),
           'depths': options['depths'],
           'command': 'python -m l2a_jax.benchmark ' + ' '.join(
               shlex.quote(a) for a in sys.argv[1:]),
@@ -504,9 +547,9 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'benchmark: error: unexpected arguments {list(argv[1:])}')
   try:
     options = parse_flags()
+    document = run(options)
   except BenchmarkError as e:
     sys.exit(f'benchmark: error: {e}')
-  document = run(options)
   if document['results']:
     print(markdown_table(document['results']))
   if document['memory_vs_depth']:
@@ -523,5 +566,13 @@ def main(argv: Sequence[str]) -> None:
              f"first: {failed[0]['error']}")
 
 
+def parse_command_line(argv: list[str]) -> list[str]:
+  """absl flag parsing whose errors are one line, like the others here."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'benchmark: error: {e}')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_command_line)

@@ -3,8 +3,8 @@ r"""Plots of `l2a_jax.benchmark` results (matplotlib, PNG).
   python -m l2a_jax.benchmark_plot --json docs/benchmarks/cpu.json \
       --out docs/benchmarks/cpu.png
 
-Panels: throughput (samples/s) per model, mode and dtype with one bar per
-framework; memory per measurement (the device peak where the device reports
+Panels: throughput (samples/s at the median step time, error bars from the
+step-time quartiles) per model, mode and dtype with one bar per framework; memory per measurement (the device peak where the device reports
 one; on CPU the proxies, labelled: XLA temporary bytes for JAX, autograd
 saved-activation bytes for eager PyTorch); and, when the results hold a
 depth sweep, training memory against depth per layer-stack variant.
@@ -40,19 +40,29 @@ def memory_of(row: dict[str, Any]) -> tuple[float | None, str]:
   return None, ''
 
 
-def _grouped_bars(ax, groups: dict[str, dict[str, float]],
+def _grouped_bars(ax, groups: dict[str, dict[str, Any]],
                   ylabel: str) -> None:
-  """One cluster of bars per group, one bar per framework."""
+  """One cluster of bars per group, one bar per framework.
+
+  A value is a number or (value, low, high), drawn with an error bar.
+  """
   frameworks = [f for f in _COLOURS
                 if any(f in values for values in groups.values())]
   width = 0.8 / max(len(frameworks), 1)
   for i, framework in enumerate(frameworks):
-    xs, ys = [], []
+    xs, ys, spans = [], [], []
     for g, values in enumerate(groups.values()):
       if framework in values:
+        value = values[framework]
+        value, low, high = (value if isinstance(value, tuple)
+                            else (value, value, value))
         xs.append(g + (i - (len(frameworks) - 1) / 2) * width)
-        ys.append(values[framework])
-    ax.bar(xs, ys, width, label=framework, color=_COLOURS[framework])
+        ys.append(value)
+        spans.append((value - low, high - value))
+    errors = (list(zip(*spans)) if any(any(span) for span in spans)
+              else None)
+    ax.bar(xs, ys, width, label=framework, color=_COLOURS[framework],
+           yerr=errors, capsize=2, error_kw={'elinewidth': 0.8})
   ax.set_xticks(range(len(groups)))
   ax.set_xticklabels(list(groups), fontsize=8)
   ax.set_ylabel(ylabel, fontsize=8)
@@ -92,13 +102,19 @@ def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
     kinds = collections.OrderedDict()
     for row in model_rows:
       group = f"{row['mode']}\n{row['dtype']}"
-      speed.setdefault(group, {})[row['framework']] = row['samples_per_s']
+      # Error bar: samples/s at the first and third quartile of step time.
+      batch = row['batch']
+      speed.setdefault(group, {})[row['framework']] = (
+          row['samples_per_s'],
+          batch / (row.get('step_ms_q3', row['step_ms_median']) / 1e3),
+          batch / (row.get('step_ms_q1', row['step_ms_median']) / 1e3))
       value, what = memory_of(row)
       if value is not None:
         memory.setdefault(group, {})[row['framework']] = value / _MIB
         kinds.setdefault(row['framework'], set()).add(what)
     ax = fig.add_subplot(layout_rows, columns, 2 * index + 1)
-    _grouped_bars(ax, speed, 'samples / s (log scale, higher is better)')
+    _grouped_bars(ax, speed, 'samples / s, median (log scale); bars: '
+                  'quartiles')
     # Training and inference differ by an order of magnitude or more.
     ax.set_yscale('log')
     ax.set_title(f"{model}: throughput, batch {model_rows[0]['batch']}",
@@ -123,7 +139,9 @@ def plot(documents: Sequence[dict[str, Any]], out_path: str) -> None:
       else:
         value, what = row.get('autograd_saved_bytes'), 'autograd saved'
       if value is not None:
-        series[f"{row['framework']} {row['variant']} ({what})"].append(
+        name = (row['framework'] if row['variant'] == row['framework']
+                else f"{row['framework']} {row['variant']}")
+        series[f'{name} ({what})'].append(
             (row['depth'], value / _MIB))
     for key, points in sorted(series.items()):
       points.sort()

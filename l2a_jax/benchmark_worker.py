@@ -118,6 +118,10 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
       json.dump(data, f, indent=1, sort_keys=False)
       f.write('\n')
+    # mkstemp creates the file 0600; give it the usual umask permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)

@@ -153,6 +153,14 @@ def test_mfu_counts_three_passes_for_training():
 # ----------------------------------------------------------------------------
 
 
+def test_relative_config_paths_resolve_from_anywhere(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = benchmark.load_config('configs/tiny.py:frames=27')
+  assert (config.model.name, config.model.num_frames) == ('l2a', 27)
+  with pytest.raises(benchmark.BenchmarkError, match='not found'):
+    benchmark.load_config('configs/no_such_config.py')
+
+
 def test_overrides_are_typed_and_checked():
   config = benchmark.load_config(f'{CONFIGS}/l2a_h36m.py:frames=27')
   benchmark.apply_override(config, 'model.depth=3', 'c')
@@ -178,6 +186,9 @@ def test_overrides_are_typed_and_checked():
     (('--batch', '0'), '--batch: expected a positive integer, got 0'),
     (('--mode', 'eval'), "--mode: unknown value 'eval'"),
     (('--depths', '4,x'), '--depths: expected integers'),
+    (('--batch', 'abc'), 'flag --batch=abc: invalid literal'),
+    (('--set', 'model.num_heads=3'),
+     'cannot build the model: ValueError: model.dim 128 is not divisible'),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
   out = tmp_path / 'out.json'
@@ -205,10 +216,15 @@ def test_flags_load_several_configs_with_overrides():
         'benchmark', '--config', f'{CONFIGS}/tcpformer_h36m.py:frames=27',
         '--config', f'{CONFIGS}/tiny.py', '--set', 'model.depth=3',
         '--frameworks', 'jax,torch_compile', '--dtype', 'bfloat16',
-        '--depths', '2,4'])
+        '--depths', '2,4', '--torch_omp_wait_policy', 'passive'])
     options = benchmark.parse_flags()
+    # Only PyTorch workers get the OpenMP policy; JAX is left alone.
+    environments = [benchmark.worker_environment(f)
+                    for f in ('jax', 'torch', 'torch_compile')]
   finally:
     benchmark.FLAGS.unparse_flags()
+  assert environments == [{}, {'OMP_WAIT_POLICY': 'PASSIVE'},
+                          {'OMP_WAIT_POLICY': 'PASSIVE'}]
   assert [(c.model.name, c.model.depth, c.model.num_frames)
           for _, c in options['configs']] == [('tcpformer', 3, 27),
                                               ('l2a', 3, 9)]

@@ -92,8 +92,10 @@ def summarise_times(timing: dict[str, Any], batch: int) -> dict[str, Any]:
   """Adds median / quartiles / samples per second to a `time_steps` result."""
   times = timing['step_ms']
   median = statistics.median(times)
-  quartiles = (statistics.quantiles(times, n=4) if len(times) > 1
-               else [times[0]] * 3)
+  # 'inclusive' interpolates between measured times; the default
+  # 'exclusive' extrapolates beyond them for few steps (even below zero).
+  quartiles = (statistics.quantiles(times, n=4, method='inclusive')
+               if len(times) > 1 else [times[0]] * 3)
   return {
       **timing,
       'step_ms_median': median,

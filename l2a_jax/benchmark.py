@@ -249,6 +249,13 @@ def base_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'loss': {name: float(config.loss[name]) for name in LOSS_TERMS},
       'optim': {'learning_rate': float(config.optim.learning_rate),
                 'weight_decay': float(config.optim.weight_decay)},
+      **run_settings(),
+  }
+
+
+def run_settings() -> dict[str, Any]:
+  """The measurement settings from the command line (spec and JSON)."""
+  return {
       'batch': FLAGS.batch,
       'steps': FLAGS.steps,
       'warmup': FLAGS.warmup,
@@ -524,12 +531,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           'frameworks': list(FLAGS.frameworks),
           'modes': list(FLAGS.mode),
           'dtypes': list(FLAGS.dtype),
-          'batch': FLAGS.batch,
-          'steps': FLAGS.steps,
-          'warmup': FLAGS.warmup,
-          'seed': FLAGS.seed,
-          'fp32_matmul': FLAGS.fp32_matmul,
-          'torch_threads': FLAGS.torch_threads,
+          **run_settings(),
           'torch_worker_env': worker_environment('torch'),
           'depths': options['depths'],
           'command': 'python -m l2a_jax.benchmark ' + ' '.join(

@@ -131,17 +131,7 @@ class L2AOptions:
   def from_config(cls, cfg: ml_collections.ConfigDict) -> L2AOptions:
     """Validates `config.model` (one-line errors naming the field)."""
     hpa, lpa = cfg.hpa, cfg.lpa
-    for key in ('depth', 'dim', 'num_heads', 'dim_rep', 'num_frames',
-                'num_joints', 'dim_in', 'dim_out'):
-      if int(cfg[key]) < 1:
-        raise ValueError(f'model.{key}: expected >= 1, got {cfg[key]}')
-    if cfg.dim % cfg.num_heads:
-      raise ValueError(f'model.dim {cfg.dim} is not divisible by '
-                       f'model.num_heads {cfg.num_heads}')
-    if not 0.0 <= cfg.drop_path < 1.0:
-      raise ValueError(f'model.drop_path: expected in [0, 1), got '
-                       f'{cfg.drop_path}')
-    layers.remat_wrapper(cfg.remat)  # Validates the name.
+    layers.validate_model_config(cfg)
     options = cls(
         depth=int(cfg.depth), dim=int(cfg.dim), num_heads=int(cfg.num_heads),
         mlp_hidden=int(cfg.dim * cfg.mlp_ratio), dim_rep=int(cfg.dim_rep),

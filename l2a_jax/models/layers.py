@@ -310,3 +310,23 @@ def remat_wrapper(remat: str, *, prevent_cse: bool = True
                      f'{REMAT_POLICIES}, got {remat!r}')
   policy = getattr(jax.checkpoint_policies, remat)
   return lambda fn: jax.checkpoint(fn, policy=policy, prevent_cse=prevent_cse)
+
+
+def validate_model_config(cfg) -> None:
+  """Checks the `config.model` fields both models share.
+
+  Raises a one-line ValueError naming the field: sizes must be >= 1,
+  `dim` divisible by `num_heads`, `drop_path` in [0, 1), `remat` a known
+  name.
+  """
+  for key in ('depth', 'dim', 'num_heads', 'dim_rep', 'num_frames',
+              'num_joints', 'dim_in', 'dim_out'):
+    if int(cfg[key]) < 1:
+      raise ValueError(f'model.{key}: expected >= 1, got {cfg[key]}')
+  if cfg.dim % cfg.num_heads:
+    raise ValueError(f'model.dim {cfg.dim} is not divisible by '
+                     f'model.num_heads {cfg.num_heads}')
+  if not 0.0 <= cfg.drop_path < 1.0:
+    raise ValueError(f'model.drop_path: expected in [0, 1), got '
+                     f'{cfg.drop_path}')
+  remat_wrapper(cfg.remat)  # Raises on an unknown name.

@@ -402,18 +402,10 @@ class TCPFormer(nnx.Module):
       rngs: NNX RNG streams; `params` initialises the weights.
     """
     cfg = model_config
-    if cfg.depth < 1:
-      raise ValueError(f'model.depth: expected >= 1, got {cfg.depth}')
+    layers.validate_model_config(cfg)
     if cfg.num_frames < 3:
       raise ValueError('model.num_frames: expected >= 3 (the proxy has '
                        f'num_frames // 3 frames), got {cfg.num_frames}')
-    if cfg.dim % cfg.num_heads:
-      raise ValueError(f'model.dim {cfg.dim} is not divisible by '
-                       f'model.num_heads {cfg.num_heads}')
-    if not 0.0 <= cfg.drop_path < 1.0:
-      raise ValueError(f'model.drop_path: expected in [0, 1), got '
-                       f'{cfg.drop_path}')
-    layers.remat_wrapper(cfg.remat)  # Validates the name at construction.
     dtype = layers.canonical_dtype(cfg.dtype)
     param_dtype = layers.canonical_dtype(cfg.param_dtype)
     self.depth = cfg.depth

@@ -49,6 +49,12 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # sample without it; 'block' cuts XLA's temporary memory about 14x
   # (docs/models.md).
   model.remat = 'none'
+  # Recompute the softmax attention maps in the backward pass instead of
+  # keeping them (one more q k^T product and softmax per attention, about 4 %
+  # more training FLOPs). At T = 243 the [heads, T, T] temporal maps are
+  # about 40 % of the activations; True frees them without the full pair
+  # recomputation of remat='block' (docs/benchmarks.md, memory table).
+  model.recompute_attention = False
   # Stochastic depth rate, the same in every layer (as the PyTorch reference)
   # (official configs: 0).
   model.drop_path = 0.0

@@ -26,6 +26,10 @@ Options:
                         depth sweep).
   --warmup W            untimed steps after the first (default 3).
   --depths LIST         depths of the memory sweep (default: none).
+  --depth_variants LIST JAX layer stacks of the sweep: scan, scan_autodiff
+                        (L2A), unrolled (default: all the model has). With
+                        one depth and 'scan', the sweep is a compile-only
+                        memory estimate of a config at any batch.
   --fp32_matmul P       float32 matmul precision on both sides: highest (IEEE,
                         default) | tf32 (TF32 tensor cores on GPUs).
   --torch_threads N     CPU threads of PyTorch (default 0: its own default).
@@ -92,6 +96,10 @@ flags.DEFINE_integer('steps', 20, 'Timed steps; 0 = only the depth sweep.')
 flags.DEFINE_integer('warmup', 3, 'Untimed steps after the first one.')
 flags.DEFINE_integer('seed', 0, 'Seed of weights and synthetic inputs.')
 flags.DEFINE_list('depths', [], 'Depths of the memory sweep, e.g. 4,8,16,32.')
+flags.DEFINE_list(
+    'depth_variants', [],
+    'JAX layer stacks of the memory sweep: scan, scan_autodiff (L2A only), '
+    'unrolled (default: every one the model has).')
 flags.DEFINE_enum('fp32_matmul', 'highest', ['highest', 'tf32'],
                   'float32 matmul precision on both sides.')
 flags.DEFINE_string('json', None, 'Where to write the results (JSON).')
@@ -436,6 +444,11 @@ def parse_flags() -> dict[str, Any]:
   if any(d <= 0 for d in depths):
     raise BenchmarkError(f'--depths: expected positive integers, got '
                          f'{depths}')
+  unknown = sorted(set(FLAGS.depth_variants) -
+                   {'scan', 'scan_autodiff', 'unrolled'})
+  if unknown:
+    raise BenchmarkError(f'--depth_variants: expected scan, scan_autodiff or '
+                         f'unrolled, got {unknown}')
   if FLAGS.steps < 0 or (FLAGS.steps == 0 and not depths):
     raise BenchmarkError(f'--steps: expected a positive integer (or 0 with '
                          f'--depths), got {FLAGS.steps}')
@@ -494,6 +507,12 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     if options['depths']:
       variants = (['scan', 'scan_autodiff', 'unrolled']
                   if 'history_vjp' in config.model else ['scan', 'unrolled'])
+      if FLAGS.depth_variants:
+        variants = [v for v in variants if v in FLAGS.depth_variants]
+      if not variants:
+        raise BenchmarkError(
+            f'--depth_variants {",".join(FLAGS.depth_variants)}: none '
+            f'applies to {label} (scan_autodiff is L2A only)')
       sweeps = [('jax', variants)]
       if 'torch' in FLAGS.frameworks or 'torch_compile' in FLAGS.frameworks:
         sweeps.append(('torch', ['torch']))
@@ -534,6 +553,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           **run_settings(),
           'torch_worker_env': worker_environment('torch'),
           'depths': options['depths'],
+          'depth_variants': list(FLAGS.depth_variants),
           'command': 'python -m l2a_jax.benchmark ' + ' '.join(
               shlex.quote(a) for a in sys.argv[1:]),
           'macs_convention': MACS_CONVENTION,

@@ -56,7 +56,7 @@ OUTPUT_KEY = 'poses_3d'
 # Model fields that change how the model runs, not what it computes: a
 # checkpoint may be used with other values than it was trained with.
 EXECUTION_ONLY_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat',
-                         'history_vjp', 'drop_path')
+                         'recompute_attention', 'history_vjp', 'drop_path')
 
 
 class InputError(ValueError):

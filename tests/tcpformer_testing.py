@@ -131,6 +131,14 @@ def value_and_grad(model: nnx.Module, x: jax.Array, w: jax.Array):
   return value, out, grads
 
 
+def gradient_temp_bytes(model: nnx.Module, x: jax.Array,
+                        w: jax.Array) -> int:
+  """XLA's scratch memory of the compiled `value_and_grad` step, bytes."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  compiled = _value_and_grad.lower(graphdef, params, rest, x, w).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
 def assert_trees_close(actual, expected, rtol: float, atol: float) -> None:
   """Same structure and every leaf allclose; names the failing leaf."""
   leaves = jax.tree_util.tree_leaves_with_path(actual)

@@ -186,6 +186,11 @@ def test_overrides_are_typed_and_checked():
     (('--batch', '0'), '--batch: expected a positive integer, got 0'),
     (('--mode', 'eval'), "--mode: unknown value 'eval'"),
     (('--depths', '4,x'), '--depths: expected integers'),
+    (('--depth_variants', 'scan,loop'),
+     "--depth_variants: expected scan, scan_autodiff or unrolled, got "
+     "['loop']"),
+    (('--steps', '0', '--depths', '2', '--depth_variants', 'scan_autodiff'),
+     '--depth_variants scan_autodiff: none applies to tcpformer'),
     (('--batch', 'abc'), 'flag --batch=abc: invalid literal'),
     (('--set', 'model.num_heads=3'),
      'cannot build the model: ValueError: model.dim 128 is not divisible'),

@@ -540,7 +540,7 @@ class L2ALayer(nnx.Module):
     logits = self.fusion(jnp.concatenate([s, t], axis=-1)).astype(
         jnp.float32)
     if self.options.fusion == 'token_softmax':
-      alpha = jax.nn.softmax(logits, axis=-1)  # [..., 2]
+      alpha = layers.softmax(logits)  # [..., 2]
       alpha_s, alpha_t = alpha[..., 0:1], alpha[..., 1:2]
     else:  # channel_softmax: units [0, C) weigh s, [C, 2C) weigh t.
       alpha = jax.nn.softmax(

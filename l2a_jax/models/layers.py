@@ -12,6 +12,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, Literal
@@ -89,8 +90,71 @@ class Linear(nnx.Module):
     return y
 
 
+def _layer_norm_forward(x, scale, bias, eps):
+  """y = (x - mean) * rstd * scale + bias in float32, plus (mean, rstd)."""
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=-1, keepdims=True)
+  rstd = jax.lax.rsqrt(
+      jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True) + eps)
+  return (x32 - mean) * rstd * scale + bias, mean, rstd
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float,
+               dtype: Dtype) -> jax.Array:
+  """LayerNorm over the last axis with float32 statistics.
+
+  The backward pass keeps only the input and the per-row mean and 1/std
+  (two scalars per row) and recomputes the normalised input from them, as
+  PyTorch's native layer norm does; plain autodiff would keep three or four
+  float32 copies of the activation. Gradients equal autodiff's (tested).
+
+  Args:
+    x: [..., dim] in any float dtype.
+    scale: [dim] float32.
+    bias: [dim] float32.
+    eps: added to the variance.
+    dtype: the output dtype.
+
+  Returns:
+    [..., dim] in `dtype`.
+  """
+  y, _, _ = _layer_norm_forward(x, scale, bias, eps)
+  return y.astype(dtype)
+
+
+def _layer_norm_fwd(x, scale, bias, eps, dtype):
+  y, mean, rstd = _layer_norm_forward(x, scale, bias, eps)
+  return y.astype(dtype), (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(eps, dtype, residuals, grad):
+  del eps, dtype
+  x, mean, rstd, scale = residuals
+  grad = grad.astype(jnp.float32)
+  normalized = (x.astype(jnp.float32) - mean) * rstd
+  rows = tuple(range(grad.ndim - 1))
+  grad_scale = jnp.sum(grad * normalized, axis=rows)
+  grad_bias = jnp.sum(grad, axis=rows)
+  grad_normalized = grad * scale
+  grad_x = rstd * (
+      grad_normalized
+      - jnp.mean(grad_normalized, axis=-1, keepdims=True)
+      - normalized * jnp.mean(grad_normalized * normalized, axis=-1,
+                              keepdims=True))
+  return (grad_x.astype(x.dtype), grad_scale.astype(scale.dtype),
+          grad_bias.astype(scale.dtype))
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
 class LayerNorm(nnx.Module):
-  """LayerNorm over the last axis, statistics in float32, eps 1e-5."""
+  """LayerNorm over the last axis, statistics in float32, eps 1e-5.
+
+  Runs `layer_norm`, whose backward pass keeps only the input and the row
+  statistics.
+  """
 
   def __init__(self, dim: int, *, eps: float = LAYER_NORM_EPS,
                dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
@@ -101,13 +165,9 @@ class LayerNorm(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """[..., dim] -> [..., dim] in the compute dtype."""
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-    y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(
-        jnp.float32)
-    return y.astype(self.dtype)
+    return layer_norm(x, self.scale[...].astype(jnp.float32),
+                      self.bias[...].astype(jnp.float32), self.eps,
+                      self.dtype)
 
 
 def rms_normalize(x: jax.Array, eps: float = RMS_NORM_EPS) -> jax.Array:
@@ -136,8 +196,43 @@ class RMSNorm(nnx.Module):
     return y.astype(self.dtype)
 
 
+def gelu_linear(hidden: jax.Array, kernel: jax.Array,
+                bias: jax.Array) -> jax.Array:
+  """GELU(hidden) @ kernel + bias, recomputing the GELU in the backward pass.
+
+  The exact (erf) GELU differentiated by plain autodiff keeps four
+  hidden-width tensors for the backward pass (its output and three
+  intermediates); here only `hidden` is kept and the GELU is recomputed from
+  it, one elementwise pass. The largest activations of both models are the
+  MLP hidden layers, so this is the biggest single memory saving of a
+  training step. Gradients equal autodiff's.
+
+  Args:
+    hidden: [..., hidden_dim] the first Linear's output.
+    kernel: [hidden_dim, dim] in the compute dtype.
+    bias: [dim] in the compute dtype.
+
+  Returns:
+    [..., dim].
+  """
+
+  def gelu_then_linear(hidden, kernel, bias):
+    return jnp.dot(jax.nn.gelu(hidden, approximate=False), kernel) + bias
+
+  # prevent_cse=False: the recomputation sits in the backward pass of a
+  # scanned layer, where XLA cannot merge it with the forward pass; in an
+  # unrolled stack XLA may merge the two, which costs memory, never
+  # correctness.
+  return jax.checkpoint(gelu_then_linear, prevent_cse=False)(
+      hidden, kernel, bias)
+
+
 class MLP(nnx.Module):
-  """fc1 -> exact (erf) GELU -> fc2, as PyTorch's nn.GELU default."""
+  """fc1 -> exact (erf) GELU -> fc2, as PyTorch's nn.GELU default.
+
+  The backward pass keeps the fc1 output and recomputes the GELU
+  (`gelu_linear`).
+  """
 
   def __init__(self, dim: int, hidden_dim: int, *,
                init: InitName = 'torch_default', dtype: Dtype = jnp.float32,
@@ -148,7 +243,9 @@ class MLP(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """[..., dim] -> [..., dim]."""
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    fc2, dtype = self.fc2, self.fc2.dtype
+    return gelu_linear(self.fc1(x), fc2.kernel[...].astype(dtype),
+                       fc2.bias[...].astype(dtype))
 
 
 def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
@@ -159,6 +256,35 @@ def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
 def merge_heads(x: jax.Array) -> jax.Array:
   """[..., num_heads, head_dim] -> [..., num_heads * head_dim]."""
   return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+@jax.custom_jvp
+def softmax(logits: jax.Array) -> jax.Array:
+  """Softmax over the last axis, computed and returned in float32.
+
+  Its derivative is written in terms of the output alone, so the backward
+  pass keeps one tensor (the probabilities). `jax.nn.softmax` under JAX's
+  default `jax_softmax_custom_jvp=False` keeps two (the exponentials and the
+  probabilities), which doubles the memory of every attention map.
+
+  Args:
+    logits: [..., n] any float dtype.
+
+  Returns:
+    [..., n] float32, rows summing to one.
+  """
+  logits = logits.astype(jnp.float32)
+  unnormalized = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+  return unnormalized / jnp.sum(unnormalized, axis=-1, keepdims=True)
+
+
+@softmax.defjvp
+def _softmax_jvp(primals, tangents):
+  (logits,), (tangent,) = primals, tangents
+  probs = softmax(logits)
+  tangent = tangent.astype(jnp.float32)
+  return probs, probs * (
+      tangent - jnp.sum(probs * tangent, axis=-1, keepdims=True))
 
 
 def attention_probabilities(q: jax.Array, k: jax.Array,
@@ -175,12 +301,22 @@ def attention_probabilities(q: jax.Array, k: jax.Array,
   """
   logits = jnp.einsum('bqhd,bkhd->bhqk', q, k,
                       preferred_element_type=jnp.float32) * scale
-  return jax.nn.softmax(logits, axis=-1)
+  return softmax(logits)
 
 
 def apply_attention(probs: jax.Array, v: jax.Array) -> jax.Array:
-  """[batch, heads, q_len, k_len] x [batch, k_len, heads, d] -> [b, q, h, d]."""
-  return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+  """[batch, heads, q_len, k_len] x [batch, k_len, heads, d] -> [b, q, h, d].
+
+  The probabilities are cast to v's dtype for the product; the cast is
+  recomputed in the backward pass, so under bfloat16 only the float32
+  probabilities (which the softmax keeps anyway) stay alive, not a second
+  bfloat16 copy of the map.
+  """
+
+  def attend(probs, v):
+    return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+
+  return jax.checkpoint(attend, prevent_cse=False)(probs, v)
 
 
 def to_sequences(x: jax.Array, mode: str) -> jax.Array:
@@ -213,13 +349,20 @@ class Attention(nnx.Module):
 
   Fused `qkv` projection without bias whose output unit s * C + h * d + i is
   (q|k|v, head h, channel i), then `proj` with bias; scale head_dim ** -0.5.
-  The core runs through `jax.nn.dot_product_attention` so GPUs can use a
-  fused (cuDNN) kernel; its logits and softmax are float32.
+  The core is two einsums around a float32 softmax (`attention_probabilities`,
+  `apply_attention`); its backward pass keeps q, k, v and the probabilities
+  only. (`jax.nn.dot_product_attention` with its default XLA implementation
+  computes the same thing but keeps the exponentials as well.) With
+  `recompute_probs=True` it keeps q, k and v alone and recomputes the
+  probabilities (one more q k^T product and softmax) in the backward pass,
+  as a fused flash-attention kernel would: the [heads, L, L] maps are the
+  largest activations of long temporal sequences.
   """
 
   def __init__(self, dim: int, num_heads: int, mode: str, *,
                init: InitName = 'torch_default', dtype: Dtype = jnp.float32,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32,
+               recompute_probs: bool = False, rngs: nnx.Rngs):
     if dim % num_heads:
       raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
     if mode not in ('spatial', 'temporal'):
@@ -228,6 +371,7 @@ class Attention(nnx.Module):
     self.num_heads = num_heads
     self.mode = mode
     self.scale = (dim // num_heads) ** -0.5
+    self.recompute_probs = recompute_probs
     kw = dict(init=init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     # Registration order of the official code: proj, then qkv.
     self.proj = Linear(dim, dim, **kw)
@@ -243,7 +387,13 @@ class Attention(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """[B, T, J, C] -> [B, T, J, C]."""
     q, k, v = self.qkv_heads(to_sequences(x, self.mode))
-    out = jax.nn.dot_product_attention(q, k, v, scale=self.scale)
+
+    def attend(q, k, v):
+      return apply_attention(attention_probabilities(q, k, self.scale), v)
+
+    if self.recompute_probs:
+      attend = jax.checkpoint(attend, prevent_cse=False)
+    out = attend(q, k, v)
     return self.proj(from_sequences(merge_heads(out), x.shape, self.mode))
 
 

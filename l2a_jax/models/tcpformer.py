@@ -66,7 +66,8 @@ class TransBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, mode: str,
                *, layer_scale_init: float, drop_path: float, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_attention: bool = False,
+               rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
     # Attribute order = official state_dict order.
@@ -75,7 +76,8 @@ class TransBlock(nnx.Module):
     self.layer_scale_2 = layers.layer_scale(dim, layer_scale_init,
                                             param_dtype)
     self.norm1 = layers.LayerNorm(dim, **kw)
-    self.mixer = layers.Attention(dim, num_heads, mode, rngs=rngs, **kw)
+    self.mixer = layers.Attention(dim, num_heads, mode, rngs=rngs,
+                                  recompute_probs=recompute_attention, **kw)
     self.norm2 = layers.LayerNorm(dim, **kw)
     self.mlp = layers.MLP(dim, int(dim * mlp_ratio), rngs=rngs, **kw)
 
@@ -101,9 +103,11 @@ class DSTFormerBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_attention: bool = False,
+               rngs: nnx.Rngs):
     kw = dict(layer_scale_init=layer_scale_init, drop_path=drop_path,
-              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+              dtype=dtype, param_dtype=param_dtype,
+              recompute_attention=recompute_attention, rngs=rngs)
     self.att_spatial = TransBlock(dim, num_heads, mlp_ratio, 'spatial', **kw)
     self.att_temporal = TransBlock(dim, num_heads, mlp_ratio, 'temporal', **kw)
     self.graph_spatial = TransBlock(dim, num_heads, mlp_ratio, 'temporal',
@@ -122,8 +126,7 @@ class DSTFormerBlock(nnx.Module):
     x_attn = self.att_temporal(self.att_spatial(x, keys[0]), keys[1])
     x_graph = self.graph_temporal(self.graph_spatial(x, keys[2]), keys[3])
     logits = self.fusion(jnp.concatenate([x_attn, x_graph], axis=-1))
-    alpha = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(
-        x.dtype)
+    alpha = layers.softmax(logits).astype(x.dtype)
     return x_attn * alpha[..., 0:1] + x_graph * alpha[..., 1:2]
 
 
@@ -172,38 +175,77 @@ class CrossAttention(nnx.Module):
         layers.from_sequences(out, query.shape, 'temporal'))
 
 
-class SumAttention(layers.Attention):
-  """Temporal self-attention whose map is mixed with an external one (PAM).
+def proxy_aggregation(attn_pim: jax.Array, attn_pum: jax.Array) -> jax.Array:
+  """The frame-to-frame map through the proxy, A_pim @ A_pum, float32.
 
-  M = w * softmax(q k^T * scale) + (1 - w) * att_map (probabilities are
-  mixed, no re-softmax, as the official `Sum_Attention`); out = proj(M v).
-  Parameters `proj` and `qkv` as `layers.Attention`.
+  Args:
+    attn_pim: [n, heads, frames, proxy_frames] row-stochastic.
+    attn_pum: [n, heads, proxy_frames, frames] row-stochastic.
+
+  Returns:
+    [n, heads, frames, frames], row-stochastic.
+  """
+  return jnp.einsum('nhtl,nhls->nhts', attn_pim, attn_pum,
+                    preferred_element_type=jnp.float32)
+
+
+class SumAttention(layers.Attention):
+  """Temporal self-attention whose map is mixed with the proxy's (PAM).
+
+  M = w * softmax(q k^T * scale) + (1 - w) * (A_pim @ A_pum) (probabilities
+  are mixed, no re-softmax, as the official `Sum_Attention`); out =
+  proj(M v). Parameters `proj` and `qkv` as `layers.Attention`.
+
+  The aggregated map and the mixed map are recomputed in the backward pass
+  from the three maps the softmaxes keep anyway, so PAM keeps one
+  frames x frames map per head instead of three (none with
+  `recompute_probs=True`, which recomputes its softmax too).
   """
 
   def __init__(self, dim: int, num_heads: int, *, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_probs: bool = False,
+               rngs: nnx.Rngs):
     super().__init__(dim, num_heads, 'temporal', dtype=dtype,
-                     param_dtype=param_dtype, rngs=rngs)
+                     param_dtype=param_dtype, recompute_probs=recompute_probs,
+                     rngs=rngs)
 
   def __call__(  # pytype: disable=signature-mismatch
-      self, x: jax.Array, att_map: jax.Array, weight: jax.Array
+      self, x: jax.Array, attn_pim: jax.Array, attn_pum: jax.Array,
+      weight: jax.Array
   ) -> jax.Array:
     """Mixed-map temporal attention.
 
     Args:
       x: [batch, frames, joints, dim].
-      att_map: [batch * joints, heads, frames, frames], row-stochastic
-        (float32).
+      attn_pim: [batch * joints, heads, frames, proxy_frames] float32, the
+        PIM attention map (sequence reads proxy).
+      attn_pum: [batch * joints, heads, proxy_frames, frames] float32, the
+        PUM attention map (proxy reads sequence).
       weight: the mixing weight in (0, 1), shape [1] (float32).
 
     Returns:
       [batch, frames, joints, dim].
     """
+
+    def mix_and_attend(probs, attn_pim, attn_pum, weight, v):
+      mixed = weight * probs + (1.0 - weight) * proxy_aggregation(attn_pim,
+                                                                  attn_pum)
+      return jnp.einsum('bhqk,bkhd->bqhd', mixed.astype(v.dtype), v)
+
+    def attend(q, k, attn_pim, attn_pum, weight, v):
+      probs = layers.attention_probabilities(q, k, self.scale)
+      return mix_and_attend(probs, attn_pim, attn_pum, weight, v)
+
     q, k, v = self.qkv_heads(layers.to_sequences(x, 'temporal'))
-    probs = layers.attention_probabilities(q, k, self.scale)
-    mixed = weight * probs + (1.0 - weight) * att_map
-    out = layers.merge_heads(layers.apply_attention(mixed, v))
-    return self.proj(layers.from_sequences(out, x.shape, 'temporal'))
+    if self.recompute_probs:
+      out = jax.checkpoint(attend, prevent_cse=False)(
+          q, k, attn_pim, attn_pum, weight, v)
+    else:
+      probs = layers.attention_probabilities(q, k, self.scale)
+      out = jax.checkpoint(mix_and_attend, prevent_cse=False)(
+          probs, attn_pim, attn_pum, weight, v)
+    return self.proj(layers.from_sequences(layers.merge_heads(out), x.shape,
+                                           'temporal'))
 
 
 class MIBlock(nnx.Module):
@@ -212,7 +254,8 @@ class MIBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_attention: bool = False,
+               rngs: nnx.Rngs):
     hidden = int(dim * mlp_ratio)
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
@@ -231,12 +274,14 @@ class MIBlock(nnx.Module):
     self.norm_1 = layers.LayerNorm(dim, **kw)
     self.norm_2 = layers.LayerNorm(dim, **kw)
     self.norm_sa_self = layers.LayerNorm(dim, **kw)
-    self.map_sa_self = layers.Attention(dim, num_heads, 'temporal', rngs=rngs,
-                                        **kw)
+    self.map_sa_self = layers.Attention(
+        dim, num_heads, 'temporal', rngs=rngs,
+        recompute_probs=recompute_attention, **kw)
     self.norm_mlp_self = layers.LayerNorm(dim, **kw)
     self.mlp_sa_self = layers.MLP(dim, hidden, rngs=rngs, **kw)
     self.norm_sa_1 = layers.LayerNorm(dim, **kw)
-    self.map_sum = SumAttention(dim, num_heads, rngs=rngs, **kw)
+    self.map_sum = SumAttention(dim, num_heads, rngs=rngs,
+                                recompute_probs=recompute_attention, **kw)
     self.norm_sa_2 = layers.LayerNorm(dim, **kw)
     self.mlp_sa = layers.MLP(dim, hidden, rngs=rngs, **kw)
 
@@ -269,10 +314,6 @@ class MIBlock(nnx.Module):
     x = x + layers.drop_path(ls(3) * update, rate, keys[2])
     x = x + layers.drop_path(ls(4) * self.mlp_2(self.norm_2(x)), rate,
                              keys[3])
-    # Frame-to-frame map through the proxy, row-stochastic, float32; not
-    # detached (gradients flow into both cross-attentions).
-    aggregation = jnp.einsum('nhtl,nhls->nhts', attn_pim, attn_pum,
-                             preferred_element_type=jnp.float32)
     mix = jax.nn.sigmoid(self.att_weight[...].astype(jnp.float32))
     # The plain temporal self-attention sub-block (code only, not in the
     # paper) runs before PAM.
@@ -280,10 +321,12 @@ class MIBlock(nnx.Module):
         ls(7) * self.map_sa_self(self.norm_sa_self(x)), rate, keys[4])
     x = x + layers.drop_path(
         ls(8) * self.mlp_sa_self(self.norm_mlp_self(x)), rate, keys[5])
-    # PAM.
+    # PAM, with the frame-to-frame map through the proxy, attn_pim @ attn_pum
+    # (row-stochastic, float32; not detached: gradients flow into both
+    # cross-attentions).
     x = x + layers.drop_path(
-        ls(5) * self.map_sum(self.norm_sa_1(x), aggregation, mix), rate,
-        keys[6])
+        ls(5) * self.map_sum(self.norm_sa_1(x), attn_pim, attn_pum, mix),
+        rate, keys[6])
     x = x + layers.drop_path(ls(6) * self.mlp_sa(self.norm_sa_2(x)), rate,
                              keys[7])
     return x, proxy
@@ -313,11 +356,13 @@ class MemoryInducedBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_attention: bool = False,
+               rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
     self.local_attention_list = nnx.List([
-        layers.Attention(dim, num_heads, 'temporal', rngs=rngs, **kw)
+        layers.Attention(dim, num_heads, 'temporal', rngs=rngs,
+                         recompute_probs=recompute_attention, **kw)
         for _ in range(3)])
     self.loacl_mlps = nnx.List([
         layers.MLP(dim, int(dim * mlp_ratio), rngs=rngs, **kw)
@@ -326,7 +371,8 @@ class MemoryInducedBlock(nnx.Module):
                                  for _ in range(6)])
     self.cross_temporal = MIBlock(
         dim, num_heads, mlp_ratio, layer_scale_init=layer_scale_init,
-        drop_path=drop_path, rngs=rngs, **kw)
+        drop_path=drop_path, recompute_attention=recompute_attention,
+        rngs=rngs, **kw)
     # [6, dim]: rows 0-2 scale the chunk attentions, rows 3-5 the chunk MLPs.
     self.local_layer_scales = FrozenLayerScale(
         jnp.full((6, dim), layer_scale_init, param_dtype))
@@ -398,7 +444,8 @@ class TCPFormer(nnx.Module):
     Args:
       model_config: fields depth, dim, num_heads, mlp_ratio, dim_rep,
         num_frames, num_joints, dim_in, dim_out, dtype, param_dtype,
-        scan_layers, remat, drop_path, layer_scale_init.
+        scan_layers, remat, recompute_attention, drop_path,
+        layer_scale_init.
       rngs: NNX RNG streams; `params` initialises the weights.
     """
     cfg = model_config
@@ -418,7 +465,8 @@ class TCPFormer(nnx.Module):
     dim, joints = cfg.dim, cfg.num_joints
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     block_kw = dict(layer_scale_init=cfg.layer_scale_init,
-                    drop_path=self.drop_path, **kw)
+                    drop_path=self.drop_path,
+                    recompute_attention=bool(cfg.recompute_attention), **kw)
 
     # Attribute order = official state_dict order.
     self.pos_embed = nnx.Param(jnp.zeros((1, joints, dim), param_dtype))

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The GPU benchmark protocol of docs/benchmarks.md, one phase per call.
+#
+#   launch/gpu_benchmark.sh PHASE OUT_DIR
+#
+# PHASE (each sized to finish well within 10 minutes on one H100/H200):
+#   check      nvidia-smi, versions, and the CLI on the tiny config for jax,
+#              torch and torch.compile (train and infer): does it run on CUDA?
+#   tcpformer  TCPFormer T=243 full size, training, batch 4, fp32 and bf16.
+#   l2a        L2A default T=243, training, batch 16, fp32 and bf16.
+#   batch16    TCPFormer T=243 batch 16: bf16 with recompute_attention, and
+#              fp32/bf16 with remat=block (torch has no remat: expect OOM rows).
+#   tf32       both models, fp32 training with TF32 matmuls on both sides.
+#   infer      both models, inference, batch 16, fp32 and bf16.
+#   depth      L2A memory against depth (4, 8, 16, 32) at full width.
+#
+# Every phase writes OUT_DIR/<phase>.json (the benchmark's JSON) and
+# OUT_DIR/<phase>.log (everything it printed). Needs CUDA builds of jax and
+# torch plus flax, optax, ml-collections and absl-py; the repository does not
+# have to be installed (PYTHONPATH is set to its root).
+set -euo pipefail
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 check|tcpformer|l2a|batch16|tf32|infer|depth OUT_DIR" >&2
+  exit 2
+fi
+phase=$1
+out=$2
+case "$phase" in
+  check|tcpformer|l2a|batch16|tf32|infer|depth) ;;
+  *)
+    echo "$0: unknown phase '$phase' (check|tcpformer|l2a|batch16|tf32|infer|depth)" >&2
+    exit 2
+    ;;
+esac
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+# Allocate on demand so that jax's peak_bytes_in_use and nvidia-smi show what
+# the step uses (the benchmark runs each measurement in its own process, so
+# preallocation would not starve torch either way).
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+bench() {
+  python -m l2a_jax.benchmark --timeout 300 --json "$out/$phase.json" "$@"
+}
+
+case "$phase" in
+  check)
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit \
+      --format=csv
+    python - <<'EOF'
+import importlib.metadata as md
+for name in ('jax', 'jaxlib', 'flax', 'optax', 'ml-collections', 'torch',
+             'numpy'):
+  try:
+    print(name, md.version(name))
+  except md.PackageNotFoundError:
+    print(name, 'MISSING')
+import jax
+print('jax devices:', jax.devices())
+EOF
+    bench --config configs/tiny.py --frameworks jax,torch,torch_compile \
+      --mode train,infer --dtype float32,bfloat16 --batch 8 --steps 10
+    ;;
+  tcpformer)
+    bench --config configs/tcpformer_h36m.py \
+      --frameworks jax,torch,torch_compile --mode train \
+      --dtype float32,bfloat16 --batch 4 --steps 20 --warmup 5
+    ;;
+  l2a)
+    bench --config configs/l2a_h36m.py \
+      --frameworks jax,torch,torch_compile --mode train \
+      --dtype float32,bfloat16 --batch 16 --steps 20 --warmup 5
+    ;;
+  batch16)
+    python -m l2a_jax.benchmark --timeout 300 \
+      --json "$out/batch16_recompute_attention.json" \
+      --config configs/tcpformer_h36m.py --set model.recompute_attention=True \
+      --frameworks jax,torch --mode train --dtype bfloat16 --batch 16 \
+      --steps 10 --warmup 3
+    bench --config configs/tcpformer_h36m.py --set model.remat=block \
+      --frameworks jax,torch --mode train --dtype float32,bfloat16 \
+      --batch 16 --steps 10 --warmup 3
+    ;;
+  tf32)
+    bench --config configs/tcpformer_h36m.py --config configs/l2a_h36m.py \
+      --frameworks jax,torch --mode train --dtype float32 \
+      --fp32_matmul tf32 --batch 4 --steps 20
+    ;;
+  infer)
+    bench --config configs/tcpformer_h36m.py --config configs/l2a_h36m.py \
+      --frameworks jax,torch,torch_compile --mode infer \
+      --dtype float32,bfloat16 --batch 16 --steps 20
+    ;;
+  depth)
+    bench --config configs/l2a_h36m.py --frameworks jax,torch --steps 0 \
+      --depths 4,8,16,32 --batch 4
+    ;;
+esac 2>&1 | tee "$out/$phase.log"

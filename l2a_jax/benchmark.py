@@ -374,6 +374,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     if memory is None:
       mem = row.get('memory', {})
       memory_text = (f"XLA temp {_format_bytes(mem.get('xla_temp_bytes'))}"
+                     + (f", kept {_format_bytes(mem['saved_residual_bytes'])}"
+                        if mem.get('saved_residual_bytes') else '')
                      if 'xla_temp_bytes' in mem else
                      f"saved {_format_bytes(mem.get('autograd_saved_bytes'))}"
                      if 'autograd_saved_bytes' in mem else '-')
@@ -395,17 +397,18 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def depth_table(rows: Sequence[dict[str, Any]]) -> str:
   """The memory-vs-depth sweep as a Markdown table."""
-  lines = ['| model | variant | depth | JAX XLA temp | JAX compile s '
-           '| torch saved activations | torch CUDA step peak |',
-           '|---|---|---|---|---|---|---|']
+  lines = ['| model | variant | depth | JAX XLA temp | JAX kept for backward '
+           '| JAX compile s | torch saved activations | torch CUDA step peak |',
+           '|---|---|---|---|---|---|---|---|']
   for row in rows:
     if row.get('error'):
       lines.append(f"| {row['model_label']} | {row.get('variant', '-')} | "
-                   f"{row.get('depth', '-')} | {row['error'][:60]} | | | |")
+                   f"{row.get('depth', '-')} | {row['error'][:60]} | | | | |")
       continue
     lines.append(
         f"| {row['model_label']} | {row['variant']} | {row['depth']} | "
         f"{_format_bytes(row.get('xla_temp_bytes'))} | "
+        f"{_format_bytes(row.get('saved_residual_bytes'))} | "
         f"{_format(row.get('compile_s'), '.1f')} | "
         f"{_format_bytes(row.get('autograd_saved_bytes'))} | "
         f"{_format_bytes(row.get('cuda_step_peak_bytes'))} |")

@@ -129,6 +129,36 @@ def memory_analysis(compiled: Any) -> dict[str, int | None]:
   return result
 
 
+def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
+                         inputs: Any, targets: Any,
+                         weights: dict[str, float]) -> int | None:
+  """Bytes the training loss keeps for its backward pass, per JAX's tracing.
+
+  The sum of the residuals `jax.vjp` of the loss saves (activations, plus
+  the few parameter slices they are computed with), read from the traced
+  program before XLA sees it: the same on every backend and every dtype
+  policy, and the JAX counterpart of PyTorch's `autograd_saved_bytes`. XLA's
+  `temp` adds gradients and workspaces on top, and on CPU also the float32
+  copies of bfloat16 values (XLA CPU computes bf16 in float32), so this is
+  the number that predicts the bf16 activation memory on a GPU.
+
+  Uses `jax._src.ad_checkpoint.saved_residuals`, the helper behind the
+  public `jax.ad_checkpoint.print_saved_residuals`; returns None if a JAX
+  version moves it. Arguments may be arrays or `jax.ShapeDtypeStruct`s.
+  """
+  try:
+    from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+
+  def loss(params, rest, inputs, targets):
+    return benchmark_loss(nnx.merge(graphdef, params, rest)(inputs), targets,
+                          weights)
+
+  residuals = saved_residuals(loss, params, rest, inputs, targets)
+  return int(sum(aval.size * aval.dtype.itemsize for aval, _ in residuals))
+
+
 def device_description() -> dict[str, Any]:
   """The JAX backend and its first device."""
   device = jax.devices()[0]
@@ -191,6 +221,9 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
       return compiled(params, rest, inputs)
 
   memory = memory_analysis(compiled)
+  if spec['mode'] == 'train':
+    memory['saved_residual_bytes'] = saved_residual_bytes(
+        graphdef, state['params'], rest, inputs, targets, spec['loss'])
   try:
     timing = benchmark_worker.time_steps(
         step, jax.block_until_ready, spec['warmup'], spec['steps'])
@@ -255,6 +288,8 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
           'depth': depth,
           'compile_s': time.perf_counter() - start,
           **memory_analysis(compiled),
+          'saved_residual_bytes': saved_residual_bytes(
+              graphdef, params, rest, inputs, targets, spec['loss']),
       })
       print(f'memory_vs_depth jax {variant} depth={depth}: temp '
             f"{rows[-1].get('xla_temp_bytes', 0) / 2**20:.1f} MiB", flush=True)

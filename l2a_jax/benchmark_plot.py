@@ -33,6 +33,12 @@ def memory_of(row: dict[str, Any]) -> tuple[float | None, str]:
   if row.get('peak_memory_bytes') is not None:
     return row['peak_memory_bytes'], 'device peak'
   memory = row.get('memory') or {}
+  # Without a device peak (CPU), the activations kept for the backward pass
+  # are the pair that compares across frameworks (JAX's traced residuals,
+  # torch's autograd saved tensors); XLA's temp also holds gradients and
+  # workspaces, and is the fallback (inference, older JSON).
+  if memory.get('saved_residual_bytes') is not None:
+    return memory['saved_residual_bytes'], 'kept for backward'
   if memory.get('xla_temp_bytes') is not None:
     return memory['xla_temp_bytes'], 'XLA temp (proxy)'
   if memory.get('autograd_saved_bytes') is not None:

@@ -276,6 +276,7 @@ def test_cli_json_has_the_issue_schema(cli_run):
   jax_row, torch_row = results
   assert jax_row['compile_s'] > 0
   assert jax_row['memory']['xla_temp_bytes'] > 0
+  assert jax_row['memory']['saved_residual_bytes'] > 0
   assert torch_row['compile_s'] is None
   assert torch_row['memory']['autograd_saved_bytes'] > 0
   assert jax_row['jax_speedup']['torch'] == pytest.approx(
@@ -361,6 +362,34 @@ def test_jax_memory_grows_with_depth_and_autodiff_costs_more():
   for row in scan + autodiff:
     assert row['xla_total_bytes'] >= row['xla_temp_bytes']
     assert row['compile_s'] > 0
+  # The traced residuals tell the same story as XLA's buffers.
+  assert 0 < scan[0]['saved_residual_bytes'] < scan[1]['saved_residual_bytes']
+  assert autodiff[0]['saved_residual_bytes'] > scan[1]['saved_residual_bytes']
+
+
+def test_saved_residual_bytes_follow_dtype_and_recomputation():
+  from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
+
+  def kept(**changes):
+    model = _load_model_config('tcpformer_h36m', 27)
+    model.update(dict(depth=2, dim=32, num_heads=4, dim_rep=32), **changes)
+    graphdef, params, rest = benchmark_jax._abstract_model(model)  # pylint: disable=protected-access
+    clips = jax.ShapeDtypeStruct((2, 27, 17, 3), jax.numpy.float32)
+    return benchmark_jax.saved_residual_bytes(
+        graphdef, params, rest, clips, clips,
+        {'mpjpe': 1.0, 'n_mpjpe': 0.5, 'velocity': 20.0})
+
+  float32, bfloat16 = kept(), kept(dtype='bfloat16')
+  recompute = kept(recompute_attention=True)
+  block = kept(remat='block')
+  # One [2, 27, 17, 32] float32 activation is 117,504 bytes; a depth-2
+  # model keeps dozens of them.
+  assert float32 > 50 * 2 * 27 * 17 * 32 * 4
+  # bf16 halves the activations but not the float32 attention maps.
+  assert 0.5 * float32 < bfloat16 < 0.9 * float32
+  assert recompute < 0.95 * float32
+  # remat='block' keeps only each pair's inputs and its parameters.
+  assert block < 0.2 * float32
 
 
 def test_torch_saved_activations_grow_with_depth():

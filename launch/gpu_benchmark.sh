@@ -4,8 +4,9 @@
 #   launch/gpu_benchmark.sh PHASE OUT_DIR
 #
 # PHASE (each sized to finish well within 10 minutes on one H100/H200):
-#   check      nvidia-smi, versions, and the CLI on the tiny config for jax,
-#              torch and torch.compile (train and infer): does it run on CUDA?
+#   check      nvidia-smi, versions, and the CLI on tiny L2A and TCPFormer
+#              models for jax, torch and torch.compile (train and infer,
+#              fp32): does everything run on CUDA? (Runs on a CPU too.)
 #   tcpformer  TCPFormer T=243 full size, training, batch 4, fp32 and bf16.
 #   l2a        L2A default T=243, training, batch 16, fp32 and bf16.
 #   batch16    TCPFormer T=243 batch 16: bf16 with recompute_attention, and
@@ -47,8 +48,12 @@ bench() {
 
 case "$phase" in
   check)
-    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit \
-      --format=csv
+    if command -v nvidia-smi >/dev/null; then
+      nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit \
+        --format=csv
+    else
+      echo "nvidia-smi not found: no NVIDIA driver here (the CLI will use the CPU)"
+    fi
     python - <<'EOF'
 import importlib.metadata as md
 for name in ('jax', 'jaxlib', 'flax', 'optax', 'ml-collections', 'torch',
@@ -60,8 +65,10 @@ for name in ('jax', 'jaxlib', 'flax', 'optax', 'ml-collections', 'torch',
 import jax
 print('jax devices:', jax.devices())
 EOF
-    bench --config configs/tiny.py --frameworks jax,torch,torch_compile \
-      --mode train,infer --dtype float32,bfloat16 --batch 8 --steps 10
+    bench --config configs/tiny.py \
+      --config configs/tcpformer_h36m.py:frames=27 --set model.depth=2 \
+      --set model.dim=32 --frameworks jax,torch,torch_compile \
+      --mode train,infer --dtype float32 --batch 8 --steps 5
     ;;
   tcpformer)
     bench --config configs/tcpformer_h36m.py \

@@ -38,6 +38,10 @@ Options:
                         (default: leave the environment alone) | passive
                         (no spin-waiting; for shared CPUs) | active.
   --json OUT.json       write all results (written atomically).
+  --profile_dir DIR     after timing, run --profile_steps (default 3) more
+                        steps of each measurement under its framework's
+                        profiler: trace in DIR/<measurement>/, the top
+                        operations per step in the JSON row ('profile').
   --plot OUT.png        draw samples/s, memory and memory vs depth.
 
 MACs and MFU conventions are in `l2a_jax.macs` and `l2a_jax.hardware`;
@@ -62,6 +66,7 @@ from absl import app
 from absl import flags
 import ml_collections
 
+from l2a_jax import benchmark_profile
 from l2a_jax import benchmark_worker
 from l2a_jax import cli
 from l2a_jax import hardware
@@ -113,6 +118,12 @@ flags.DEFINE_enum(
     'threads from spin-waiting when other processes share the cores (use it '
     'on a shared CPU; it slows PyTorch on an idle one).')
 flags.DEFINE_integer('timeout', 3600, 'Seconds allowed per measurement.')
+flags.DEFINE_string(
+    'profile_dir', None,
+    'Profile every timed measurement: --profile_steps more steps under the '
+    "framework's profiler, trace in PROFILE_DIR/<measurement>/, top ops in "
+    'the JSON row (l2a_jax.benchmark_profile).')
+flags.DEFINE_integer('profile_steps', 3, 'Steps per profile.')
 
 
 class BenchmarkError(ValueError):
@@ -437,6 +448,9 @@ def parse_flags() -> dict[str, Any]:
   if FLAGS.timeout <= 0:
     raise BenchmarkError(f'--timeout: expected a positive number of '
                          f'seconds, got {FLAGS.timeout}')
+  if FLAGS.profile_steps < 1:
+    raise BenchmarkError(f'--profile_steps: expected >= 1, got '
+                         f'{FLAGS.profile_steps}')
   if FLAGS.warmup < 0:
     raise BenchmarkError(f'--warmup: expected >= 0, got {FLAGS.warmup}')
   try:
@@ -459,7 +473,7 @@ def parse_flags() -> dict[str, Any]:
     if importlib.util.find_spec('torch') is None:
       raise BenchmarkError('--frameworks: torch is not installed (pip '
                            'install torch, see README)')
-  for path in (FLAGS.json, FLAGS.plot):
+  for path in (FLAGS.json, FLAGS.plot, FLAGS.profile_dir):
     if path and not pathlib.Path(path).resolve().parent.is_dir():
       raise BenchmarkError(f'output directory of {path!r} does not exist')
   configs = []
@@ -498,6 +512,12 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           for framework in FLAGS.frameworks:
             spec = dict(spec0, kind='steps', framework=framework, mode=mode,
                         dtype=dtype)
+            if FLAGS.profile_dir:
+              spec.update(
+                  profile_dir=benchmark_profile.measurement_dir(
+                      FLAGS.profile_dir,
+                      f'{label}_{mode}_{dtype}_{framework}'),
+                  profile_steps=FLAGS.profile_steps)
             result = run_worker(spec, FLAGS.timeout)
             if 'device' in result:
               devices[framework.split('_')[0]] = result['device']
@@ -507,6 +527,9 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                   + (f"error: {row['error']}" if row.get('error') else
                      f"{row['step_ms_median']:.1f} ms/step, "
                      f"{row['samples_per_s']:.2f} samples/s"), flush=True)
+            if row.get('profile'):
+              print(benchmark_profile.format_top_ops(row['profile']),
+                    flush=True)
     if options['depths']:
       variants = (['scan', 'scan_autodiff', 'unrolled']
                   if 'history_vjp' in config.model else ['scan', 'unrolled'])
@@ -557,6 +580,8 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           'torch_worker_env': worker_environment('torch'),
           'depths': options['depths'],
           'depth_variants': list(FLAGS.depth_variants),
+          'profile_dir': FLAGS.profile_dir,
+          'profile_steps': FLAGS.profile_steps if FLAGS.profile_dir else None,
           'command': 'python -m l2a_jax.benchmark ' + ' '.join(
               shlex.quote(a) for a in sys.argv[1:]),
           'macs_convention': MACS_CONVENTION,

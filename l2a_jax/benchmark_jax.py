@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from l2a_jax import benchmark_profile
 from l2a_jax import benchmark_worker
 from l2a_jax import losses
 from l2a_jax import models
@@ -237,6 +238,11 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   memory['host_peak_rss_bytes'] = benchmark_worker.host_peak_rss_bytes()
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get('peak_bytes_in_use')
+  extra = {}
+  if spec.get('profile_dir'):
+    extra['profile'] = benchmark_profile.profile_jax(
+        step, jax.block_until_ready, spec['profile_dir'],
+        spec['profile_steps'])
   return {
       **benchmark_worker.summarise_times(timing, spec['batch']),
       'compile_s': compile_s,
@@ -246,6 +252,7 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
                              if peak is not None else None),
       'memory': memory,
       'device': device_description(),
+      **extra,
   }
 
 

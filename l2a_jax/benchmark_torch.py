@@ -28,6 +28,7 @@ import ml_collections
 import torch
 from torch.utils import flop_counter
 
+from l2a_jax import benchmark_profile
 from l2a_jax import benchmark_worker
 from l2a_jax import torch_reference
 
@@ -231,6 +232,10 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   peak = (torch.cuda.max_memory_allocated(device)
           if device.type == 'cuda' else None)
   memory = {'host_peak_rss_bytes': benchmark_worker.host_peak_rss_bytes()}
+  if spec.get('profile_dir'):
+    extra['profile'] = benchmark_profile.profile_torch(
+        step, sync, spec['profile_dir'], spec['profile_steps'],
+        cuda=device.type == 'cuda')
   if spec['mode'] == 'train' and not compiled:
     # Hooks see what eager autograd saves; compiled graphs save their own
     # (fewer) tensors inside the compiled backward, invisible to the hooks.

@@ -15,8 +15,9 @@
 #   infer      both models, inference, batch 16, fp32 and bf16.
 #   depth      L2A memory against depth (4, 8, 16, 32) at full width.
 #
-# Every phase writes OUT_DIR/<phase>.json (the benchmark's JSON) and
-# OUT_DIR/<phase>.log (everything it printed). Needs CUDA builds of jax and
+# Every phase writes OUT_DIR/<phase>.json (the benchmark's JSON, with the
+# top operations of a profile in every timed row), OUT_DIR/<phase>.log
+# (everything it printed) and the traces under OUT_DIR/profiles/. Needs CUDA builds of jax and
 # torch plus flax, optax, ml-collections and absl-py; the repository does not
 # have to be installed (PYTHONPATH is set to its root).
 set -euo pipefail
@@ -42,8 +43,11 @@ export PYTHONUNBUFFERED=1
 # preallocation would not starve torch either way).
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
+# Every timed measurement is also profiled (2 more steps): the top
+# operations land in the JSON rows, the traces under OUT_DIR/profiles/.
 bench() {
-  python -m l2a_jax.benchmark --timeout 300 --json "$out/$phase.json" "$@"
+  python -m l2a_jax.benchmark --timeout 300 --json "$out/$phase.json" \
+    --profile_dir "$out/profiles" --profile_steps 2 "$@"
 }
 
 case "$phase" in

@@ -8,6 +8,7 @@ published / designed numbers without running anything.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -241,11 +242,13 @@ def cli_run(tmp_path_factory):
   """One real CLI run on the tiny config: JAX and eager PyTorch, training."""
   pytest.importorskip('torch')
   out = tmp_path_factory.mktemp('bench')
+  profiles = tmp_path_factory.mktemp('profiles')
   proc = _run_cli(
       '--config', f'{CONFIGS}/tiny.py', '--set', 'model.depth=1',
       '--frameworks', 'jax,torch', '--mode', 'train', '--batch', '2',
       '--steps', '2', '--warmup', '0', '--json', str(out / 'r.json'),
-      '--plot', str(out / 'r.png'))
+      '--plot', str(out / 'r.png'), '--profile_dir', str(profiles),
+      '--profile_steps', '2')
   assert proc.returncode == 0, proc.stderr[-3000:]
   return out, json.loads((out / 'r.json').read_text()), proc.stdout
 
@@ -283,6 +286,45 @@ def test_cli_json_has_the_issue_schema(cli_run):
       jax_row['samples_per_s'] / torch_row['samples_per_s'])
   # Nothing but the outputs in the directory (atomic write, no temp files).
   assert sorted(p.name for p in out.iterdir()) == ['r.json', 'r.png']
+
+
+def test_cli_profiles_each_measurement(cli_run):
+  document = cli_run[1]
+  jax_row, torch_row = document['results']
+  assert document['config']['profile_steps'] == 2
+  for row, trace_suffix in ((jax_row, '.xplane.pb'), (torch_row, '.json')):
+    profile = row['profile']
+    assert profile['steps'] == 2
+    assert pathlib.Path(profile['trace']).is_file()
+    assert profile['trace'].endswith(trace_suffix)
+    assert pathlib.Path(profile['trace']).is_relative_to(
+        document['config']['profile_dir'])
+    top = profile['top_ops']
+    assert 0 < len(top) <= 15
+    assert all(r['ms_per_step'] > 0 and 0 < r['share'] <= 1 for r in top)
+    # Sorted, largest first.
+    assert [r['ms_per_step'] for r in top] == sorted(
+        (r['ms_per_step'] for r in top), reverse=True)
+  # JAX: instruction kinds, numbers stripped; runtime bookkeeping dropped.
+  kinds = [r['name'] for r in jax_row['profile']['top_op_kinds']]
+  assert not any(re.search(r'\.\d+$', k) for k in kinds), kinds
+  assert not any(k.startswith('ThunkExecutor') for k in kinds), kinds
+  # Torch: its operators, the matmuls among them.
+  assert any(r['name'].startswith('aten::')
+             for r in torch_row['profile']['top_ops'])
+  # The console shows the largest ones.
+  assert 'ms/step' in cli_run[2]
+
+
+def test_profile_self_times_do_not_count_children_twice():
+  from l2a_jax import benchmark_profile  # pylint: disable=g-import-not-at-top
+  events = [('execute', 0, 100), ('dot.1', 10, 30), ('fusion.2', 50, 20),
+            ('inner.3', 55, 5), ('after', 200, 7), ('marker', 20, 0)]
+  assert sorted(benchmark_profile.self_times(events)) == [
+      ('after', 7), ('dot.1', 30), ('execute', 50), ('fusion.2', 15),
+      ('inner.3', 5)]
+  assert benchmark_profile.op_kind('loop_fusion.12') == 'loop_fusion'
+  assert benchmark_profile.op_kind('aten::mm') == 'aten::mm'
 
 
 def test_cli_torch_flop_counter_sees_the_same_products(cli_run):

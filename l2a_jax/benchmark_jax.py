@@ -135,9 +135,10 @@ def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
                          weights: dict[str, float]) -> int | None:
   """Bytes the training loss keeps for its backward pass, per JAX's tracing.
 
-  The sum of the residuals `jax.vjp` of the loss saves (activations, plus
-  the few parameter slices they are computed with), read from the traced
-  program before XLA sees it: the same on every backend and every dtype
+  The sum of the residuals `jax.vjp` of the loss saves, read from the
+  traced program before XLA sees it, without those that are the function's
+  own arguments (parameters, inputs: memory the step holds anyway, as
+  PyTorch's count leaves out parameters): the same on every backend and every dtype
   policy, and the JAX counterpart of PyTorch's `autograd_saved_bytes`. XLA's
   `temp` adds gradients and workspaces on top, and on CPU also the float32
   copies of bfloat16 values (XLA CPU computes bf16 in float32), so this is
@@ -157,7 +158,9 @@ def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
                           weights)
 
   residuals = saved_residuals(loss, params, rest, inputs, targets)
-  return int(sum(aval.size * aval.dtype.itemsize for aval, _ in residuals))
+  return int(sum(aval.size * aval.dtype.itemsize
+                 for aval, source in residuals
+                 if not source.startswith('from the argument')))
 
 
 def device_description() -> dict[str, Any]:

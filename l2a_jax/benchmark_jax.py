@@ -243,9 +243,10 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   peak = stats.get('peak_bytes_in_use')
   extra = {}
   if spec.get('profile_dir'):
-    extra['profile'] = benchmark_profile.profile_jax(
-        step, jax.block_until_ready, spec['profile_dir'],
-        spec['profile_steps'])
+    extra['profile'] = benchmark_profile.profile_safely(
+        lambda: benchmark_profile.profile_jax(
+            step, jax.block_until_ready, spec['profile_dir'],
+            spec['profile_steps']))
   return {
       **benchmark_worker.summarise_times(timing, spec['batch']),
       'compile_s': compile_s,

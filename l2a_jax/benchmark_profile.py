@@ -112,7 +112,10 @@ def summarise_xplane(path: str | pathlib.Path, steps: int
       lines = [line for line in plane.lines
                if line.name not in ('XLA Modules', 'Steps')]
   else:
-    plane = next(p for p in planes if p.name == '/host:CPU')
+    plane = next((p for p in planes if p.name == '/host:CPU'), None)
+    if plane is None:
+      return {'error': 'no device or /host:CPU plane in the trace: '
+                       f'{sorted(p.name for p in planes)}'}
     # The XLA CPU client's threads; the 'python' line is the host side.
     lines = [line for line in plane.lines if 'XLA' in line.name]
   totals = collections.defaultdict(float)
@@ -175,9 +178,25 @@ def profile_torch(step: Callable[[], Any], wait: Callable[[Any], None],
           'top_ops': _top(totals, collections.Counter(counts), steps)}
 
 
+def profile_safely(run_profile: Callable[[], dict[str, Any]]
+                   ) -> dict[str, Any]:
+  """`run_profile()`, or {'error': ...} if profiling fails.
+
+  A profiler can be unavailable where the step itself runs fine (CUPTI
+  refused in a sandbox, a missing plugin); the measurement's timings must
+  survive that, so the failure is recorded in the row instead of raised.
+  """
+  try:
+    return run_profile()
+  except Exception as e:  # pylint: disable=broad-except
+    return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500]}
+
+
 def format_top_ops(profile: dict[str, Any], count: int = 5) -> str:
   """A few lines naming the largest operations (JAX: kinds of HLO
   instruction), for the console."""
+  if profile.get('error'):
+    return f"    profile failed: {profile['error']}"
   rows = profile.get('top_op_kinds') or profile.get('top_ops') or []
   return '\n'.join(f"    {r['ms_per_step']:9.2f} ms/step {100 * r['share']:5.1f}%"
                    f"  {r['name'][:90]}" for r in rows[:count])

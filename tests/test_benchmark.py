@@ -327,6 +327,17 @@ def test_profile_self_times_do_not_count_children_twice():
   assert benchmark_profile.op_kind('aten::mm') == 'aten::mm'
 
 
+def test_a_failing_profiler_is_recorded_not_raised():
+  from l2a_jax import benchmark_profile  # pylint: disable=g-import-not-at-top
+
+  def broken():
+    raise RuntimeError('CUPTI_ERROR_NOT_INITIALIZED\nsecond line')
+
+  profile = benchmark_profile.profile_safely(broken)
+  assert profile == {'error': 'RuntimeError: CUPTI_ERROR_NOT_INITIALIZED'}
+  assert 'profile failed' in benchmark_profile.format_top_ops(profile)
+
+
 def test_cli_torch_flop_counter_sees_the_same_products(cli_run):
   # L2A's HPA logits (history keys . learned pseudo-query) are an einsum
   # with a parameter in JAX (linear) and a multiply-and-sum in the torch

@@ -82,12 +82,16 @@ class Linear(nnx.Module):
         nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
         if use_bias else None)
 
+  def compute_weights(self) -> tuple[jax.Array, jax.Array | None]:
+    """(kernel [in, out], bias [out] or None) cast to the compute dtype."""
+    bias = None if self.bias is None else self.bias[...].astype(self.dtype)
+    return self.kernel[...].astype(self.dtype), bias
+
   def __call__(self, x: jax.Array) -> jax.Array:
     """[..., in_features] -> [..., out_features] in the compute dtype."""
-    y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
-    if self.bias is not None:
-      y = y + self.bias[...].astype(self.dtype)
-    return y
+    kernel, bias = self.compute_weights()
+    y = jnp.dot(x.astype(self.dtype), kernel)
+    return y if bias is None else y + bias
 
 
 def _layer_norm_forward(x, scale, bias, eps):
@@ -243,9 +247,7 @@ class MLP(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """[..., dim] -> [..., dim]."""
-    fc2, dtype = self.fc2, self.fc2.dtype
-    return gelu_linear(self.fc1(x), fc2.kernel[...].astype(dtype),
-                       fc2.bias[...].astype(dtype))
+    return gelu_linear(self.fc1(x), *self.fc2.compute_weights())
 
 
 def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
@@ -386,15 +388,33 @@ class Attention(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """[B, T, J, C] -> [B, T, J, C]."""
+    return self.attend(x, apply_attention)
+
+  def attend(self, x: jax.Array,
+             weigh_values: Callable[[jax.Array, jax.Array], jax.Array]
+             ) -> jax.Array:
+    """proj(weigh_values(softmax(q k^T * scale), v)) along `self.mode`.
+
+    Args:
+      x: [B, T, J, C].
+      weigh_values: (probs [N, heads, L, L] float32, v [N, L, heads, d]) ->
+        [N, L, heads, d]; plain attention is `apply_attention`, subclasses
+        mix the map first. With `recompute_probs`, q, k, v and whatever
+        `weigh_values` closes over are kept, and the probabilities are
+        recomputed in the backward pass.
+
+    Returns:
+      [B, T, J, C].
+    """
     q, k, v = self.qkv_heads(to_sequences(x, self.mode))
 
-    def attend(q, k, v):
-      return apply_attention(attention_probabilities(q, k, self.scale), v)
+    def core(q, k, v):
+      return weigh_values(attention_probabilities(q, k, self.scale), v)
 
     if self.recompute_probs:
-      attend = jax.checkpoint(attend, prevent_cse=False)
-    out = attend(q, k, v)
-    return self.proj(from_sequences(merge_heads(out), x.shape, self.mode))
+      core = jax.checkpoint(core, prevent_cse=False)
+    return self.proj(from_sequences(merge_heads(core(q, k, v)), x.shape,
+                                    self.mode))
 
 
 def layer_scale(dim: int, init_value: float,

@@ -227,25 +227,14 @@ class SumAttention(layers.Attention):
       [batch, frames, joints, dim].
     """
 
-    def mix_and_attend(probs, attn_pim, attn_pum, weight, v):
+    def mix_and_attend(probs, v, attn_pim, attn_pum, weight):
       mixed = weight * probs + (1.0 - weight) * proxy_aggregation(attn_pim,
                                                                   attn_pum)
       return jnp.einsum('bhqk,bkhd->bqhd', mixed.astype(v.dtype), v)
 
-    def attend(q, k, attn_pim, attn_pum, weight, v):
-      probs = layers.attention_probabilities(q, k, self.scale)
-      return mix_and_attend(probs, attn_pim, attn_pum, weight, v)
-
-    q, k, v = self.qkv_heads(layers.to_sequences(x, 'temporal'))
-    if self.recompute_probs:
-      out = jax.checkpoint(attend, prevent_cse=False)(
-          q, k, attn_pim, attn_pum, weight, v)
-    else:
-      probs = layers.attention_probabilities(q, k, self.scale)
-      out = jax.checkpoint(mix_and_attend, prevent_cse=False)(
-          probs, attn_pim, attn_pum, weight, v)
-    return self.proj(layers.from_sequences(layers.merge_heads(out), x.shape,
-                                           'temporal'))
+    recomputed = jax.checkpoint(mix_and_attend, prevent_cse=False)
+    return self.attend(
+        x, lambda probs, v: recomputed(probs, v, attn_pim, attn_pum, weight))
 
 
 class MIBlock(nnx.Module):

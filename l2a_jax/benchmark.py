@@ -439,20 +439,15 @@ def parse_flags() -> dict[str, Any]:
       if value not in allowed:
         raise BenchmarkError(
             f'--{name}: unknown value {value!r}, expected one of {allowed}')
-  if FLAGS.batch <= 0:
-    raise BenchmarkError(f'--batch: expected a positive integer, got '
-                         f'{FLAGS.batch}')
-  if FLAGS.torch_threads < 0:
-    raise BenchmarkError(f'--torch_threads: expected >= 0, got '
-                         f'{FLAGS.torch_threads}')
-  if FLAGS.timeout <= 0:
-    raise BenchmarkError(f'--timeout: expected a positive number of '
-                         f'seconds, got {FLAGS.timeout}')
-  if FLAGS.profile_steps < 1:
-    raise BenchmarkError(f'--profile_steps: expected >= 1, got '
-                         f'{FLAGS.profile_steps}')
-  if FLAGS.warmup < 0:
-    raise BenchmarkError(f'--warmup: expected >= 0, got {FLAGS.warmup}')
+  lower_bounds = (('batch', 1, 'a positive integer'),
+                  ('torch_threads', 0, '>= 0'),
+                  ('timeout', 1, 'a positive number of seconds'),
+                  ('profile_steps', 1, '>= 1'),
+                  ('warmup', 0, '>= 0'))
+  for name, minimum, expected in lower_bounds:
+    if getattr(FLAGS, name) < minimum:
+      raise BenchmarkError(f'--{name}: expected {expected}, got '
+                           f'{getattr(FLAGS, name)}')
   try:
     depths = [int(d) for d in FLAGS.depths]
   except ValueError as e:

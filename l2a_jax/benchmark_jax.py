@@ -71,6 +71,14 @@ def benchmark_loss(pred: jax.Array, target: jax.Array,
           weights['velocity'] * losses.velocity(pred, target))
 
 
+def training_loss(graphdef: nnx.GraphDef, params: Any, rest: Any,
+                  inputs: jax.Array, targets: jax.Array,
+                  weights: dict[str, float]) -> jax.Array:
+  """`benchmark_loss` of the model (graphdef, params, rest) on one batch."""
+  return benchmark_loss(nnx.merge(graphdef, params, rest)(inputs), targets,
+                        weights)
+
+
 def make_steps(graphdef: nnx.GraphDef, spec: dict[str, Any]
                ) -> tuple[Callable[..., Any], Callable[..., Any],
                           optax.GradientTransformation]:
@@ -91,11 +99,8 @@ def make_steps(graphdef: nnx.GraphDef, spec: dict[str, Any]
                           weight_decay=spec['optim']['weight_decay'])
 
   def train_step(params, rest, opt_state, inputs, targets):
-    def loss_fn(p):
-      model = nnx.merge(graphdef, p, rest)
-      return benchmark_loss(model(inputs), targets, weights)
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
+    loss, grads = jax.value_and_grad(training_loss, argnums=1)(
+        graphdef, params, rest, inputs, targets, weights)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -138,8 +143,8 @@ def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
   The sum of the residuals `jax.vjp` of the loss saves, read from the
   traced program before XLA sees it, without those that are the function's
   own arguments (parameters, inputs: memory the step holds anyway, as
-  PyTorch's count leaves out parameters): the same on every backend and every dtype
-  policy, and the JAX counterpart of PyTorch's `autograd_saved_bytes`. XLA's
+  PyTorch's count leaves out parameters): the same on every backend and
+  every dtype policy, and the JAX counterpart of PyTorch's `autograd_saved_bytes`. XLA's
   `temp` adds gradients and workspaces on top, and on CPU also the float32
   copies of bfloat16 values (XLA CPU computes bf16 in float32), so this is
   the number that predicts the bf16 activation memory on a GPU.
@@ -153,11 +158,9 @@ def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
   except ImportError:
     return None
 
-  def loss(params, rest, inputs, targets):
-    return benchmark_loss(nnx.merge(graphdef, params, rest)(inputs), targets,
-                          weights)
-
-  residuals = saved_residuals(loss, params, rest, inputs, targets)
+  residuals = saved_residuals(
+      lambda *args: training_loss(graphdef, *args, weights), params, rest,
+      inputs, targets)
   return int(sum(aval.size * aval.dtype.itemsize
                  for aval, source in residuals
                  if not source.startswith('from the argument')))
@@ -243,10 +246,9 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   peak = stats.get('peak_bytes_in_use')
   extra = {}
   if spec.get('profile_dir'):
-    extra['profile'] = benchmark_profile.profile_safely(
-        lambda: benchmark_profile.profile_jax(
-            step, jax.block_until_ready, spec['profile_dir'],
-            spec['profile_steps']))
+    extra['profile'] = benchmark_profile.profile_jax(
+        step, jax.block_until_ready, spec['profile_dir'],
+        spec['profile_steps'])
   return {
       **benchmark_worker.summarise_times(timing, spec['batch']),
       'compile_s': compile_s,

@@ -27,6 +27,7 @@ Called inside the benchmark worker; imports torch only for torch profiles.
 from __future__ import annotations
 
 import collections
+import functools
 import pathlib
 import re
 from typing import Any, Callable
@@ -138,6 +139,26 @@ def summarise_xplane(path: str | pathlib.Path, steps: int
           'top_op_kinds': _top(kinds, kind_counts, steps)}
 
 
+def _failure_recorded(run_profile: Callable[..., dict[str, Any]]
+                      ) -> Callable[..., dict[str, Any]]:
+  """Makes a profiling function return {'error': ...} instead of raising.
+
+  A profiler can be unavailable where the step itself runs fine (CUPTI
+  refused in a sandbox, a missing plugin); the measurement's timings must
+  survive that, so the failure is recorded in the row instead.
+  """
+
+  @functools.wraps(run_profile)
+  def wrapped(*args, **kwargs):
+    try:
+      return run_profile(*args, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500]}
+
+  return wrapped
+
+
+@_failure_recorded
 def profile_jax(step: Callable[[], Any], wait: Callable[[Any], None],
                 out_dir: str, steps: int) -> dict[str, Any]:
   """Runs `steps` steps under `jax.profiler.trace` and summarises them."""
@@ -153,6 +174,7 @@ def profile_jax(step: Callable[[], Any], wait: Callable[[Any], None],
           **summarise_xplane(traces[-1], steps)}
 
 
+@_failure_recorded
 def profile_torch(step: Callable[[], Any], wait: Callable[[Any], None],
                   out_dir: str, steps: int, cuda: bool) -> dict[str, Any]:
   """Runs `steps` steps under `torch.profiler` and summarises them."""
@@ -167,29 +189,16 @@ def profile_torch(step: Callable[[], Any], wait: Callable[[Any], None],
   trace = str(pathlib.Path(out_dir) / 'trace.json')
   prof.export_chrome_trace(trace)
   key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
-  totals, counts = {}, {}
+  totals = collections.defaultdict(float)
+  counts = collections.Counter()
   for event in prof.key_averages():
     micros = getattr(event, key, 0) or 0
     if micros > 0:
-      totals[event.key] = totals.get(event.key, 0.0) + micros / 1e3
-      counts[event.key] = counts.get(event.key, 0) + event.count
+      totals[event.key] += micros / 1e3
+      counts[event.key] += event.count
   return {'dir': out_dir, 'steps': steps, 'trace': trace,
           'source': f'torch.profiler key_averages, {key}',
-          'top_ops': _top(totals, collections.Counter(counts), steps)}
-
-
-def profile_safely(run_profile: Callable[[], dict[str, Any]]
-                   ) -> dict[str, Any]:
-  """`run_profile()`, or {'error': ...} if profiling fails.
-
-  A profiler can be unavailable where the step itself runs fine (CUPTI
-  refused in a sandbox, a missing plugin); the measurement's timings must
-  survive that, so the failure is recorded in the row instead of raised.
-  """
-  try:
-    return run_profile()
-  except Exception as e:  # pylint: disable=broad-except
-    return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500]}
+          'top_ops': _top(totals, counts, steps)}
 
 
 def format_top_ops(profile: dict[str, Any], count: int = 5) -> str:

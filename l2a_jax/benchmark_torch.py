@@ -233,10 +233,9 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
           if device.type == 'cuda' else None)
   memory = {'host_peak_rss_bytes': benchmark_worker.host_peak_rss_bytes()}
   if spec.get('profile_dir'):
-    extra['profile'] = benchmark_profile.profile_safely(
-        lambda: benchmark_profile.profile_torch(
-            step, sync, spec['profile_dir'], spec['profile_steps'],
-            cuda=device.type == 'cuda'))
+    extra['profile'] = benchmark_profile.profile_torch(
+        step, sync, spec['profile_dir'], spec['profile_steps'],
+        cuda=device.type == 'cuda')
   if spec['mode'] == 'train' and not compiled:
     # Hooks see what eager autograd saves; compiled graphs save their own
     # (fewer) tensors inside the compiled backward, invisible to the hooks.

@@ -327,13 +327,14 @@ def test_profile_self_times_do_not_count_children_twice():
   assert benchmark_profile.op_kind('aten::mm') == 'aten::mm'
 
 
-def test_a_failing_profiler_is_recorded_not_raised():
+def test_a_failing_profiler_is_recorded_not_raised(tmp_path):
   from l2a_jax import benchmark_profile  # pylint: disable=g-import-not-at-top
 
   def broken():
     raise RuntimeError('CUPTI_ERROR_NOT_INITIALIZED\nsecond line')
 
-  profile = benchmark_profile.profile_safely(broken)
+  profile = benchmark_profile.profile_jax(broken, lambda _: None,
+                                          str(tmp_path), 1)
   assert profile == {'error': 'RuntimeError: CUPTI_ERROR_NOT_INITIALIZED'}
   assert 'profile failed' in benchmark_profile.format_top_ops(profile)
 

@@ -32,12 +32,7 @@ _CONFIGS = config_files.load_sibling(
 _FRAMES = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def l2a_config(depth=2, scan_layers=True, **changes):

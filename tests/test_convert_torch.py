@@ -28,14 +28,7 @@ _CONFIGS = config_files.load_sibling(
     'tcpformer_h36m')
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-  # The test machine's cores are shared: one thread avoids oversubscription
-  # (which makes torch's CPU kernels many times slower).
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def tiny_tcpformer_config(frames=9, scan_layers=True):

@@ -31,12 +31,7 @@ _TINY = {'depth': 2, 'dim': 16, 'num_heads': 2, 'dim_rep': 24,
 _FRAMES = 9
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def tiny_config():

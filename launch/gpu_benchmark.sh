@@ -17,23 +17,21 @@
 #
 # Every phase writes OUT_DIR/<phase>.json (the benchmark's JSON, with the
 # top operations of a profile in every timed row), OUT_DIR/<phase>.log
-# (everything it printed) and the traces under OUT_DIR/profiles/. Needs CUDA builds of jax and
-# torch plus flax, optax, ml-collections and absl-py; the repository does not
-# have to be installed (PYTHONPATH is set to its root).
+# (everything it printed) and the traces under OUT_DIR/profiles/. Needs CUDA
+# builds of jax and torch plus flax, optax, ml-collections and absl-py; the
+# repository does not have to be installed (PYTHONPATH is set to its root).
 set -euo pipefail
+phases='check|tcpformer|l2a|batch16|tf32|infer|depth'
 if [[ $# -ne 2 ]]; then
-  echo "usage: $0 check|tcpformer|l2a|batch16|tf32|infer|depth OUT_DIR" >&2
+  echo "usage: $0 $phases OUT_DIR" >&2
   exit 2
 fi
 phase=$1
 out=$2
-case "$phase" in
-  check|tcpformer|l2a|batch16|tf32|infer|depth) ;;
-  *)
-    echo "$0: unknown phase '$phase' (check|tcpformer|l2a|batch16|tf32|infer|depth)" >&2
-    exit 2
-    ;;
-esac
+if [[ "|$phases|" != *"|$phase|"* ]]; then
+  echo "$0: unknown phase '$phase' (expected $phases)" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -43,10 +41,13 @@ export PYTHONUNBUFFERED=1
 # preallocation would not starve torch either way).
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
-# Every timed measurement is also profiled (2 more steps): the top
-# operations land in the JSON rows, the traces under OUT_DIR/profiles/.
+# bench NAME ARGS...: one benchmark run writing OUT_DIR/NAME.json. Every
+# timed measurement is also profiled (2 more steps): the top operations land
+# in the JSON rows, the traces under OUT_DIR/profiles/.
 bench() {
-  python -m l2a_jax.benchmark --timeout 300 --json "$out/$phase.json" \
+  local name=$1
+  shift
+  python -m l2a_jax.benchmark --timeout 300 --json "$out/$name.json" \
     --profile_dir "$out/profiles" --profile_steps 2 "$@"
 }
 
@@ -69,43 +70,44 @@ for name in ('jax', 'jaxlib', 'flax', 'optax', 'ml-collections', 'torch',
 import jax
 print('jax devices:', jax.devices())
 EOF
-    bench --config configs/tiny.py \
+    bench "$phase" --config configs/tiny.py \
       --config configs/tcpformer_h36m.py:frames=27 --set model.depth=2 \
       --set model.dim=32 --frameworks jax,torch,torch_compile \
       --mode train,infer --dtype float32 --batch 8 --steps 5
     ;;
   tcpformer)
-    bench --config configs/tcpformer_h36m.py \
+    bench "$phase" --config configs/tcpformer_h36m.py \
       --frameworks jax,torch,torch_compile --mode train \
       --dtype float32,bfloat16 --batch 4 --steps 20 --warmup 5
     ;;
   l2a)
-    bench --config configs/l2a_h36m.py \
+    bench "$phase" --config configs/l2a_h36m.py \
       --frameworks jax,torch,torch_compile --mode train \
       --dtype float32,bfloat16 --batch 16 --steps 20 --warmup 5
     ;;
   batch16)
-    python -m l2a_jax.benchmark --timeout 300 \
-      --json "$out/batch16_recompute_attention.json" \
+    bench batch16_recompute_attention \
       --config configs/tcpformer_h36m.py --set model.recompute_attention=True \
       --frameworks jax,torch --mode train --dtype bfloat16 --batch 16 \
       --steps 10 --warmup 3
-    bench --config configs/tcpformer_h36m.py --set model.remat=block \
+    bench "$phase" --config configs/tcpformer_h36m.py --set model.remat=block \
       --frameworks jax,torch --mode train --dtype float32,bfloat16 \
       --batch 16 --steps 10 --warmup 3
     ;;
   tf32)
-    bench --config configs/tcpformer_h36m.py --config configs/l2a_h36m.py \
+    bench "$phase" --config configs/tcpformer_h36m.py \
+      --config configs/l2a_h36m.py \
       --frameworks jax,torch --mode train --dtype float32 \
       --fp32_matmul tf32 --batch 4 --steps 20
     ;;
   infer)
-    bench --config configs/tcpformer_h36m.py --config configs/l2a_h36m.py \
+    bench "$phase" --config configs/tcpformer_h36m.py \
+      --config configs/l2a_h36m.py \
       --frameworks jax,torch,torch_compile --mode infer \
       --dtype float32,bfloat16 --batch 16 --steps 20
     ;;
   depth)
-    bench --config configs/l2a_h36m.py --frameworks jax,torch --steps 0 \
-      --depths 4,8,16,32 --batch 4
+    bench "$phase" --config configs/l2a_h36m.py --frameworks jax,torch \
+      --steps 0 --depths 4,8,16,32 --batch 4
     ;;
 esac 2>&1 | tee "$out/$phase.log"

@@ -200,6 +200,18 @@ class RMSNorm(nnx.Module):
     return y.astype(self.dtype)
 
 
+def recompute_in_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """`fn` keeping only its inputs; its values are recomputed in backward.
+
+  The memory-lean pieces of the layers (GELU, attention maps, their casts)
+  use this. prevent_cse=False: inside a scanned layer stack the
+  recomputation sits in the backward loop, where XLA cannot merge it with
+  the forward pass; in an unrolled stack XLA may merge the two, which costs
+  memory, never correctness.
+  """
+  return jax.checkpoint(fn, prevent_cse=False)
+
+
 def gelu_linear(hidden: jax.Array, kernel: jax.Array,
                 bias: jax.Array) -> jax.Array:
   """GELU(hidden) @ kernel + bias, recomputing the GELU in the backward pass.
@@ -223,12 +235,7 @@ def gelu_linear(hidden: jax.Array, kernel: jax.Array,
   def gelu_then_linear(hidden, kernel, bias):
     return jnp.dot(jax.nn.gelu(hidden, approximate=False), kernel) + bias
 
-  # prevent_cse=False: the recomputation sits in the backward pass of a
-  # scanned layer, where XLA cannot merge it with the forward pass; in an
-  # unrolled stack XLA may merge the two, which costs memory, never
-  # correctness.
-  return jax.checkpoint(gelu_then_linear, prevent_cse=False)(
-      hidden, kernel, bias)
+  return recompute_in_backward(gelu_then_linear)(hidden, kernel, bias)
 
 
 class MLP(nnx.Module):
@@ -318,7 +325,7 @@ def apply_attention(probs: jax.Array, v: jax.Array) -> jax.Array:
   def attend(probs, v):
     return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
 
-  return jax.checkpoint(attend, prevent_cse=False)(probs, v)
+  return recompute_in_backward(attend)(probs, v)
 
 
 def to_sequences(x: jax.Array, mode: str) -> jax.Array:
@@ -412,7 +419,7 @@ class Attention(nnx.Module):
       return weigh_values(attention_probabilities(q, k, self.scale), v)
 
     if self.recompute_probs:
-      core = jax.checkpoint(core, prevent_cse=False)
+      core = recompute_in_backward(core)
     return self.proj(from_sequences(merge_heads(core(q, k, v)), x.shape,
                                     self.mode))
 

@@ -232,7 +232,7 @@ class SumAttention(layers.Attention):
                                                                   attn_pum)
       return jnp.einsum('bhqk,bkhd->bqhd', mixed.astype(v.dtype), v)
 
-    recomputed = jax.checkpoint(mix_and_attend, prevent_cse=False)
+    recomputed = layers.recompute_in_backward(mix_and_attend)
     return self.attend(
         x, lambda probs, v: recomputed(probs, v, attn_pim, attn_pum, weight))
 

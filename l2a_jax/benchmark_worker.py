@@ -22,11 +22,12 @@ import pathlib
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
 import numpy as np
+
+from l2a_jax import atomic_output
 
 # Keys of a measurement spec (written by `benchmark.py`):
 #   kind: 'steps' (time a train or inference step) | 'memory_vs_depth'.
@@ -115,19 +116,9 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
   """Writes JSON to a temporary file next to `path`, then renames it."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      json.dump(data, f, indent=1, sort_keys=False)
-      f.write('\n')
-    # mkstemp creates the file 0600; give it the usual umask permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  with atomic_output.atomic_output(path, 'w') as f:
+    json.dump(data, f, indent=1, sort_keys=False)
+    f.write('\n')
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from l2a_jax import atomic_output
 from l2a_jax import checkpointing
 from l2a_jax import cli
 from l2a_jax import models
@@ -160,16 +161,8 @@ def write_torch_state_dict(
   tensors = collections.OrderedDict(
       (k, torch.from_numpy(np.ascontiguousarray(v)))
       for k, v in state_dict.items())
-  # A hidden sibling (same file system, so the rename is atomic) created
-  # with the default permissions.
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    with open(tmp, 'xb') as f:
-      torch.save(tensors, f)
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  with atomic_output.atomic_output(path) as f:
+    torch.save(tensors, f)
 
 
 # ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from l2a_jax import atomic_output
 from l2a_jax import checkpointing
 from l2a_jax import cli
 from l2a_jax import convert_torch
@@ -251,16 +252,8 @@ def write_outputs(path: str | os.PathLike[str], poses: np.ndarray) -> None:
   path = pathlib.Path(path)
   if not path.parent.is_dir():
     raise InputError(f'{path}: output directory {path.parent} does not exist')
-  # A hidden sibling (same file system, so the rename is atomic) created
-  # with the default permissions.
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    with open(tmp, 'xb') as f:
-      np.savez(f, **{OUTPUT_KEY: poses.astype(np.float32)})
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  with atomic_output.atomic_output(path) as f:
+    np.savez(f, **{OUTPUT_KEY: poses.astype(np.float32)})
 
 
 def _define_flags() -> None:

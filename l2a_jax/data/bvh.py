@@ -36,13 +36,12 @@ float32 [K, F, 17, 3] (camera mm), `image_size` int32 [K, 2] (w, h),
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 
+from l2a_jax import atomic_output
 from l2a_jax.data import cameras as cameras_lib
 from l2a_jax.data import skeleton as skeleton_lib
 
@@ -506,16 +505,8 @@ def write_npz_atomic(path, arrays: dict) -> None:
   """Writes an npz next to `path` under a temporary name, then renames it."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(
-      dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(handle, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    raise
+  with atomic_output.atomic_output(path) as f:
+    np.savez(f, **arrays)
 
 
 def convert(input_path, output_path, *, num_cameras: int = 4, seed: int = 0,

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -40,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from l2a_jax import atomic_output
 from l2a_jax import config_files
 from l2a_jax import macs
 from l2a_jax import models
@@ -192,12 +192,8 @@ def size_report(frames_list: Sequence[int] = (27, 81, 243)) -> list[dict]:
 
 def _write_json(path: str, payload: dict) -> None:
   """Writes atomically: a temporary file in the same folder, then rename."""
-  folder = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile('w', dir=folder, delete=False,
-                                   suffix='.tmp') as f:
+  with atomic_output.atomic_output(path, 'w') as f:
     json.dump(payload, f, indent=2)
-    temp_name = f.name
-  os.replace(temp_name, path)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -1,0 +1,47 @@
+"""Atomic writes of local output files: a hidden sibling, then a rename.
+
+Every CLI that writes a local file (predictions, converted checkpoints,
+benchmark results, BVH imports, cost reports) writes through
+`atomic_output`, so an interrupted or failed write never leaves a
+half-written file under the final name and never replaces a good one.
+(Files in a training workdir, which may live on remote storage, go through
+`etils.epath` in `evaluate.py` / `visualize.py` instead.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import secrets
+from typing import IO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str],
+                  mode: str = 'wb') -> Iterator[IO]:
+  """Yields a file to write; on success it becomes `path`, else vanishes.
+
+  The temporary file is a hidden sibling of `path` (same file system, so the
+  rename is atomic), created exclusively with the default permissions.
+
+  Args:
+    path: the output file; its directory must exist.
+    mode: 'wb' (binary) or 'w' (text, UTF-8).
+
+  Yields:
+    The open temporary file.
+  """
+  if mode not in ('w', 'wb'):
+    raise ValueError(f"mode: expected 'w' | 'wb', got {mode!r}")
+  path = pathlib.Path(path)
+  temporary = path.with_name(
+      f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+  try:
+    with open(temporary, mode.replace('w', 'x'),
+              encoding='utf-8' if mode == 'w' else None) as f:
+      yield f
+    os.replace(temporary, path)
+  except BaseException:
+    temporary.unlink(missing_ok=True)
+    raise

@@ -345,12 +345,6 @@ def jax_to_torch(
 # ----------------------------------------------------------------------------
 
 
-def abstract_model(model_config: ml_collections.ConfigDict) -> nnx.Module:
-  """The JAX model with `jax.ShapeDtypeStruct` leaves (nothing allocated)."""
-  return nnx.eval_shape(
-      lambda: models.create_model(model_config, nnx.Rngs(0)))
-
-
 def abstract_params_of(model: nnx.Module) -> dict[Any, Any]:
   """The pure-dict `nnx.Param` state of a (possibly abstract) model."""
   return nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -377,7 +371,7 @@ def model_from_params(model_config: ml_collections.ConfigDict,
   Returns:
     The model, parameters as `jax.Array`s.
   """
-  model = abstract_model(model_config)
+  model = models.abstract_model(model_config)
   graphdef, param_state, _ = nnx.split(model, nnx.Param, ...)
 
   def constants():
@@ -413,7 +407,7 @@ def convert_to_jax(
     raise FileExistsError(
         f'{directory} is not empty: convert into a new workdir')
   state_dict, info = read_torch_checkpoint(checkpoint)
-  model = abstract_model(model_config)
+  model = models.abstract_model(model_config)
   params = torch_to_jax(
       state_dict, abstract_params_of(model), stacked_modules_of(model),
       source=os.fspath(checkpoint), model_config=model_config)
@@ -452,7 +446,7 @@ def convert_to_torch(
   """
   from l2a_jax import torch_reference  # pylint: disable=g-import-not-at-top
   params, _ = checkpointing.restore_params(workdir, None, step)
-  model = abstract_model(model_config)
+  model = models.abstract_model(model_config)
   state_dict = jax_to_torch(params, stacked_modules_of(model))
   reference = torch_reference.create_model(model_config).state_dict()
   problem = _compare(

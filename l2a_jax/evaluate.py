@@ -30,6 +30,7 @@ import numpy as np
 
 from l2a_jax import checkpointing
 from l2a_jax import metrics
+from l2a_jax import run_setup
 from l2a_jax import sharding
 from l2a_jax import visualize
 from l2a_jax.data import skeleton as skeleton_lib
@@ -321,13 +322,10 @@ def evaluate_checkpoint(
   Returns:
     The metrics dict.
   """
-  # Imported here: the training-side modules import this one.
-  from l2a_jax import train  # pylint: disable=g-import-not-at-top
-
-  mesh = sharding.create_mesh(config.mesh)
-  train.check_config(config, mesh)
-  datasets = train.load_datasets(config)
-  graphdef, abstract_params, rest = train.abstract_model(config, mesh)
+  mesh = run_setup.create_mesh(config)
+  datasets = run_setup.load_datasets(config)
+  graphdef, abstract_params, rest = run_setup.abstract_model_state(
+      config, mesh)
   params, meta = checkpointing.restore_params(workdir, abstract_params, step)
   logging.info('Evaluating checkpoint step %s of %s.', meta.get('step'),
                workdir)

@@ -49,6 +49,7 @@ from l2a_jax import atomic_output
 from l2a_jax import checkpointing
 from l2a_jax import cli
 from l2a_jax import convert_torch
+from l2a_jax import models
 from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.data import transforms
 
@@ -172,7 +173,7 @@ def load_model(model_config: ml_collections.ConfigDict,
     if diffs:
       raise InputError(f'{source}: model config differs from --config: '
                        + '; '.join(diffs))
-  abstract = convert_torch.abstract_model(model_config)
+  abstract = models.abstract_model(model_config)
   stacked = convert_torch.stacked_modules_of(abstract)
   # Through the per-layer torch naming, so a checkpoint of a scanned model
   # loads into an unrolled one and back, with one key / shape check.

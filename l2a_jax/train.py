@@ -10,8 +10,8 @@ is `fold_in(key, step)`. The model is used functionally: `nnx.split` once,
 performance guide's recipe; `nnx.jit` would walk the object graph on every
 call).
 
-Sections: config checks and durations; model, parameters and optimizer;
-the jitted train step; the loop (logging, NaN/Inf guard, evaluation,
+Config checks, mesh, model, parameters and datasets come from `run_setup`
+(shared with `evaluate`). Sections: durations; the jitted train step; the loop (logging, NaN/Inf guard, evaluation,
 checkpoints); the final evaluation.
 """
 
@@ -36,10 +36,9 @@ from l2a_jax import checkpointing
 from l2a_jax import evaluate
 from l2a_jax import losses
 from l2a_jax import metric_writers
-from l2a_jax import models
 from l2a_jax import optim
+from l2a_jax import run_setup
 from l2a_jax import sharding
-from l2a_jax.data import input_pipeline
 from l2a_jax.data import skeleton as skeleton_lib
 
 # Batch fields the train step reads.
@@ -51,42 +50,8 @@ class NonFiniteError(FloatingPointError):
 
 
 # ---------------------------------------------------------------------------
-# Config checks and durations.
+# Durations.
 # ---------------------------------------------------------------------------
-
-
-def check_config(config: ml_collections.ConfigDict,
-                 mesh: jax.sharding.Mesh) -> None:
-  """Raises a one-line ValueError naming the first inconsistent field."""
-  if config.data.num_frames != config.model.num_frames:
-    raise ValueError(
-        f'config.data.num_frames={config.data.num_frames} must equal '
-        f'config.model.num_frames={config.model.num_frames}'
-    )
-  accumulation = int(config.optim.accumulation_steps)
-  if accumulation < 1:
-    raise ValueError(
-        f'config.optim.accumulation_steps must be >= 1, got {accumulation}'
-    )
-  batch = int(config.data.batch_size)
-  devices = mesh.devices.size
-  if batch % (accumulation * devices):
-    raise ValueError(
-        f'config.data.batch_size={batch} must be divisible by '
-        f'accumulation_steps x devices = {accumulation} x {devices}'
-    )
-  sharding.process_batch_size(batch, mesh)
-  sharding.process_batch_size(
-      int(config.data.eval_batch_size), mesh, 'config.data.eval_batch_size'
-  )
-  for key in losses.TERMS:
-    if key not in config.loss:
-      raise ValueError(f'config.loss.{key} is missing')
-  if config.train.keep_checkpoints < 1:
-    raise ValueError(
-        f'config.train.keep_checkpoints must be >= 1, got '
-        f'{config.train.keep_checkpoints}'
-    )
 
 
 def total_train_steps(config: ml_collections.ConfigDict,
@@ -111,64 +76,6 @@ def cadence(every: int, steps_per_epoch: int) -> int:
 def is_time(step: int, every: int, total: int) -> bool:
   """Whether a periodic action fires after `step` updates (last included)."""
   return step % every == 0 or step == total
-
-
-# ---------------------------------------------------------------------------
-# Data, model, parameters and optimizer.
-# ---------------------------------------------------------------------------
-
-
-def load_datasets(config: ml_collections.ConfigDict) -> input_pipeline.Datasets:
-  """The training and test pipelines of `config.data` for this process."""
-  return input_pipeline.get_datasets(config.data, seed=config.seed)
-
-
-def _create_split_model(model_config: ml_collections.ConfigDict, seed: int):
-  model = models.create_model(model_config, nnx.Rngs(seed))
-  return nnx.split(model, nnx.Param, ...)
-
-
-def abstract_model(
-    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
-) -> tuple[nnx.GraphDef, Any, Any]:
-  """The model's graph definition, parameter shapes and other state.
-
-  Args:
-    config: run config (`model`, `seed`).
-    mesh: the data mesh.
-
-  Returns:
-    `(graphdef, abstract_params, rest)`: `abstract_params` a pure dict of
-    `jax.ShapeDtypeStruct` carrying the replicated sharding (a restore
-    target), `rest` the model's non-parameter state (constants) as a pure
-    dict of replicated arrays.
-  """
-  graphdef, abstract_params, abstract_rest = nnx.eval_shape(
-      lambda: _create_split_model(config.model, config.seed)
-  )
-  replicated = sharding.replicated(mesh)
-  abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      nnx.to_pure_dict(abstract_params),
-  )
-  rest = {}
-  if jax.tree.leaves(abstract_rest):
-    rest = jax.jit(
-        lambda: nnx.to_pure_dict(
-            _create_split_model(config.model, config.seed)[2]),
-        out_shardings=replicated,
-    )()
-  return graphdef, abstract_params, rest
-
-
-def init_params(config: ml_collections.ConfigDict,
-                mesh: jax.sharding.Mesh) -> Any:
-  """Initial parameters, created directly with the replicated sharding."""
-  return jax.jit(
-      lambda: nnx.to_pure_dict(
-          _create_split_model(config.model, config.seed)[1]),
-      out_shardings=sharding.replicated(mesh),
-  )()
 
 
 # ---------------------------------------------------------------------------
@@ -347,13 +254,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   writer = metric_writers.MetricWriter(workdir, just_logging=not is_main)
-  mesh = sharding.create_mesh(config.mesh)
-  check_config(config, mesh)
+  mesh = run_setup.create_mesh(config)
   logging.info('Mesh %s over %d devices (%d processes), %d per process.',
                dict(mesh.shape), mesh.devices.size, jax.process_count(),
                jax.local_device_count())
 
-  datasets = load_datasets(config)
+  datasets = run_setup.load_datasets(config)
   info = datasets.info
   skeleton = skeleton_lib.get(info.skeleton)
   steps_per_epoch = int(info.steps_per_epoch)
@@ -367,7 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       config.data.batch_size // jax.process_count(),
   )
 
-  graphdef, abstract_params, rest = abstract_model(config, mesh)
+  graphdef, abstract_params, rest = run_setup.abstract_model_state(
+      config, mesh)
   tx, schedule = optim.create_optimizer(config.optim, steps_per_epoch,
                                         total_steps)
   replicated = sharding.replicated(mesh)
@@ -398,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  'full' if restored.opt_state is not None else
                  'parameters only, fresh optimizer')
   else:
-    params = init_params(config, mesh)
+    params = run_setup.init_params(config, mesh)
     opt_state = init_opt_state(params)
 
   if is_main:

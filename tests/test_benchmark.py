@@ -12,15 +12,17 @@ import re
 import subprocess
 import sys
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from l2a_jax import benchmark
-from l2a_jax import benchmark_plot
-from l2a_jax import hardware
-from l2a_jax import macs
+from l2a_jax import models
+from l2a_jax.benchmark import cli as benchmark
+from l2a_jax.benchmark import hardware
+from l2a_jax.benchmark import macs
+from l2a_jax.benchmark import plot as benchmark_plot
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
@@ -317,7 +319,7 @@ def test_cli_profiles_each_measurement(cli_run):
 
 
 def test_profile_self_times_do_not_count_children_twice():
-  from l2a_jax import benchmark_profile  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import profiling as benchmark_profile  # pylint: disable=g-import-not-at-top
   events = [('execute', 0, 100), ('dot.1', 10, 30), ('fusion.2', 50, 20),
             ('inner.3', 55, 5), ('after', 200, 7), ('marker', 20, 0)]
   assert sorted(benchmark_profile.self_times(events)) == [
@@ -328,7 +330,7 @@ def test_profile_self_times_do_not_count_children_twice():
 
 
 def test_a_failing_profiler_is_recorded_not_raised(tmp_path):
-  from l2a_jax import benchmark_profile  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import profiling as benchmark_profile  # pylint: disable=g-import-not-at-top
 
   def broken():
     raise RuntimeError('CUPTI_ERROR_NOT_INITIALIZED\nsecond line')
@@ -351,7 +353,7 @@ def test_cli_torch_flop_counter_sees_the_same_products(cli_run):
 
 def _torch_count(model_config):
   torch = pytest.importorskip('torch')
-  from l2a_jax import benchmark_torch  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import torch_side as benchmark_torch  # pylint: disable=g-import-not-at-top
   from l2a_jax import torch_reference  # pylint: disable=g-import-not-at-top
   torch_model = torch_reference.create_model(model_config).eval()
   return benchmark_torch.count_flops(
@@ -402,7 +404,7 @@ def _depth_spec(framework, variants, depths=(1, 2, 4)):
 
 
 def test_jax_memory_grows_with_depth_and_autodiff_costs_more():
-  from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import jax_side as benchmark_jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_disable_most_optimizations', True)
   scan = benchmark_jax.measure_memory_vs_depth(
       _depth_spec('jax', ['scan'], depths=(1, 3)))['rows']
@@ -422,12 +424,13 @@ def test_jax_memory_grows_with_depth_and_autodiff_costs_more():
 
 
 def test_saved_residual_bytes_follow_dtype_and_recomputation():
-  from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import jax_side as benchmark_jax  # pylint: disable=g-import-not-at-top
 
   def kept(**changes):
     model = _load_model_config('tcpformer_h36m', 27)
     model.update(dict(depth=2, dim=32, num_heads=4, dim_rep=32), **changes)
-    graphdef, params, rest = benchmark_jax._abstract_model(model)  # pylint: disable=protected-access
+    graphdef, params, rest = nnx.split(models.abstract_model(model),
+                                       nnx.Param, ...)
     clips = jax.ShapeDtypeStruct((2, 27, 17, 3), jax.numpy.float32)
     return benchmark_jax.saved_residual_bytes(
         graphdef, params, rest, clips, clips,
@@ -448,7 +451,7 @@ def test_saved_residual_bytes_follow_dtype_and_recomputation():
 
 def test_torch_saved_activations_grow_with_depth():
   pytest.importorskip('torch')
-  from l2a_jax import benchmark_torch  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import torch_side as benchmark_torch  # pylint: disable=g-import-not-at-top
   result = benchmark_torch.measure_memory_vs_depth(
       _depth_spec('torch', ['torch'], depths=(1, 2)))
   saved = [r['autograd_saved_bytes'] for r in result['rows']]
@@ -462,15 +465,15 @@ def test_torch_saved_activations_grow_with_depth():
 
 
 def test_time_steps_excludes_the_first_call_and_warmup():
-  from l2a_jax import benchmark_worker  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import common  # pylint: disable=g-import-not-at-top
   calls, waited = [], []
-  timing = benchmark_worker.time_steps(
+  timing = common.time_steps(
       lambda: calls.append(len(calls)) or len(calls), waited.append,
       warmup=2, steps=5)
   assert len(calls) == 1 + 2 + 5
   assert waited == [1, 2, 3, 4, 5, 6, 7, 8]  # Every step waited for.
   assert len(timing['step_ms']) == 5 and timing['first_step_s'] >= 0
-  summary = benchmark_worker.summarise_times(
+  summary = common.summarise_times(
       {'first_step_s': 1.0, 'step_ms': [30.0, 10.0, 20.0, 40.0]}, batch=8)
   assert summary['step_ms_median'] == 25.0
   assert summary['samples_per_s'] == pytest.approx(8 / 0.025)
@@ -478,16 +481,17 @@ def test_time_steps_excludes_the_first_call_and_warmup():
 
 
 def test_worker_records_failures_and_out_of_memory(tmp_path):
-  from l2a_jax import benchmark_worker  # pylint: disable=g-import-not-at-top
-  assert benchmark_worker.is_out_of_memory(RuntimeError(
+  from l2a_jax.benchmark import common  # pylint: disable=g-import-not-at-top
+  assert common.is_out_of_memory(RuntimeError(
       'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.5GiB'))
-  assert benchmark_worker.is_out_of_memory(
+  assert common.is_out_of_memory(
       RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB'))
-  assert not benchmark_worker.is_out_of_memory(ValueError('model.depth'))
+  assert not common.is_out_of_memory(ValueError('model.depth'))
   spec = _depth_spec('jax', ['scan'])
   spec['kind'] = 'bogus'
   (tmp_path / 'spec.json').write_text(json.dumps(spec))
-  status = benchmark_worker.main(
+  from l2a_jax.benchmark import worker  # pylint: disable=g-import-not-at-top
+  status = worker.main(
       ['worker', str(tmp_path / 'spec.json'), str(tmp_path / 'out.json')])
   assert status == 0
   result = json.loads((tmp_path / 'out.json').read_text())

@@ -16,6 +16,7 @@ import pytest
 
 from l2a_jax import config_files
 from l2a_jax import convert_torch
+from l2a_jax import models
 
 torch = pytest.importorskip('torch')
 
@@ -195,7 +196,7 @@ def test_parameter_count_matches_the_jax_model():
     config = l2a_config(**changes)
     torch_count = sum(
         p.numel() for p in torch_reference.create_model(config).parameters())
-    abstract = convert_torch.abstract_model(config)
+    abstract = models.abstract_model(config)
     jax_count = sum(
         int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(
             convert_torch.abstract_params_of(abstract)))

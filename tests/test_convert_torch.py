@@ -13,6 +13,7 @@ import pytest
 from l2a_jax import checkpointing
 from l2a_jax import config_files
 from l2a_jax import convert_torch
+from l2a_jax import models
 
 torch = pytest.importorskip('torch')
 
@@ -72,7 +73,7 @@ def state_dict_numpy(model):
 
 def jax_model_from_torch(config, model):
   """The JAX model of `config` carrying `model`'s weights."""
-  abstract = convert_torch.abstract_model(config)
+  abstract = models.abstract_model(config)
   params = convert_torch.torch_to_jax(
       state_dict_numpy(model), convert_torch.abstract_params_of(abstract),
       convert_torch.stacked_modules_of(abstract))
@@ -159,7 +160,7 @@ def test_round_trip_in_memory_is_bit_exact():
   config = tiny_tcpformer_config()
   model = torch_model(config)
   state_dict = state_dict_numpy(model)
-  jax_model = convert_torch.abstract_model(config)
+  jax_model = models.abstract_model(config)
   stacked = convert_torch.stacked_modules_of(jax_model)
   params = convert_torch.torch_to_jax(
       state_dict, convert_torch.abstract_params_of(jax_model), stacked)
@@ -221,7 +222,7 @@ def test_unrolled_and_scanned_checkpoints_hold_the_same_tensors(tmp_path):
 
 def test_mismatch_lists_missing_unexpected_and_misshaped_keys():
   config = tiny_tcpformer_config()
-  jax_model = convert_torch.abstract_model(config)
+  jax_model = models.abstract_model(config)
   abstract = convert_torch.abstract_params_of(jax_model)
   stacked = convert_torch.stacked_modules_of(jax_model)
   state_dict = state_dict_numpy(torch_model(config))
@@ -241,7 +242,7 @@ def test_mismatch_lists_missing_unexpected_and_misshaped_keys():
 def test_wrong_frame_count_gets_a_hint():
   state_dict = state_dict_numpy(torch_model(tiny_tcpformer_config(frames=9)))
   config = tiny_tcpformer_config(frames=27)
-  jax_model = convert_torch.abstract_model(config)
+  jax_model = models.abstract_model(config)
   with pytest.raises(convert_torch.ConversionError, match=':frames=9'):
     convert_torch.torch_to_jax(
         state_dict, convert_torch.abstract_params_of(jax_model),

@@ -11,6 +11,7 @@ import pytest
 
 from l2a_jax import config_files
 from l2a_jax import optim
+from l2a_jax import run_setup
 from l2a_jax import sharding
 from l2a_jax import train
 from l2a_jax.data import skeleton as skeleton_lib
@@ -59,11 +60,11 @@ def test_check_config_names_the_bad_field():
   config = _tiny_config()
   config.data.num_frames = 27
   with pytest.raises(ValueError, match='config.data.num_frames=27'):
-    train.check_config(config, mesh)
+    run_setup.check_config(config, mesh)
   config = _tiny_config()
   config.optim.accumulation_steps = 3
   with pytest.raises(ValueError, match='accumulation_steps x devices'):
-    train.check_config(config, mesh)
+    run_setup.check_config(config, mesh)
   config = _tiny_config()
   config.mesh.data = 99
   with pytest.raises(ValueError, match='config.mesh.data'):
@@ -84,8 +85,8 @@ def test_pending_metrics_guard_names_step_and_metric():
 
 
 def _run_steps(config, mesh, batch, num_steps):
-  graphdef, _, rest = train.abstract_model(config, mesh)
-  params = train.init_params(config, mesh)
+  graphdef, _, rest = run_setup.abstract_model_state(config, mesh)
+  params = run_setup.init_params(config, mesh)
   tx, schedule = optim.create_optimizer(config.optim, 10, 100)
   opt_state = tx.init(params)
   step_fn = train.make_train_step(
@@ -116,7 +117,7 @@ def test_gradient_accumulation_matches_the_full_batch():
   for a, b in zip(jax.tree.leaves(accumulated), jax.tree.leaves(full)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # The parameters moved (the comparison is not between two no-ops).
-  initial = jax.device_get(train.init_params(config, mesh))
+  initial = jax.device_get(run_setup.init_params(config, mesh))
   moved = [np.abs(a - b).max() for a, b in
            zip(jax.tree.leaves(full), jax.tree.leaves(initial))]
   assert max(moved) > 1e-4

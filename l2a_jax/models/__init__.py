@@ -1,4 +1,5 @@
-"""Model constructors: `create_model(model_config, rngs)`."""
+"""Model constructors: `create_model(model_config, rngs)` and
+`abstract_model(model_config)` (shapes only)."""
 
 from flax import nnx
 import ml_collections
@@ -25,3 +26,22 @@ def create_model(model_config: ml_collections.ConfigDict,
     return tcpformer.TCPFormer(model_config, rngs=rngs)
   raise ValueError(
       f"model.name: expected 'l2a' | 'tcpformer', got {model_config.name!r}")
+
+
+def abstract_model(model_config: ml_collections.ConfigDict) -> nnx.Module:
+  """The model of `model_config` with shapes only (nothing allocated).
+
+  The one way every part of the package (training, evaluation, the
+  converter, the benchmark and its MAC counter) builds a model it only needs
+  the structure of: `nnx.eval_shape` over `create_model`, so a full-size
+  config costs only tracing time.
+
+  Args:
+    model_config: the `config.model` section ('l2a' | 'tcpformer').
+
+  Returns:
+    The `nnx.Module` whose parameters and constants are
+    `jax.ShapeDtypeStruct`s; split it with `nnx.split(model, nnx.Param,
+    ...)` for `(graphdef, params, rest)`.
+  """
+  return nnx.eval_shape(lambda: create_model(model_config, nnx.Rngs(0)))

@@ -1,6 +1,6 @@
 r"""Plots of `l2a_jax.benchmark` results (matplotlib, PNG).
 
-  python -m l2a_jax.benchmark_plot --json docs/benchmarks/cpu.json \
+  python -m l2a_jax.benchmark.plot --json docs/benchmarks/cpu.json \
       --out docs/benchmarks/cpu.png
 
 Panels: throughput (samples/s at the median step time, error bars from the
@@ -171,7 +171,7 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-  # Defined only when run as a program: `benchmark.py` imports this module
+  # Defined only when run as a program: `benchmark/cli.py` imports this module
   # and has a `--json` flag of its own.
   flags.DEFINE_multi_string('json', [], 'Benchmark result file(s).')
   flags.DEFINE_string('out', None, 'PNG file to write.')
@@ -179,20 +179,20 @@ def _define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    sys.exit(f'benchmark_plot: error: unexpected arguments {argv[1:]}')
+    sys.exit(f'benchmark.plot: error: unexpected arguments {argv[1:]}')
   if not FLAGS.json or not FLAGS.out:
-    sys.exit('benchmark_plot: error: --json and --out are required')
+    sys.exit('benchmark.plot: error: --json and --out are required')
   documents = []
   for path in FLAGS.json:
     try:
       with open(path, encoding='utf-8') as f:
         documents.append(json.load(f))
     except (OSError, json.JSONDecodeError) as e:
-      sys.exit(f'benchmark_plot: error: {path}: {e}')
+      sys.exit(f'benchmark.plot: error: {path}: {e}')
   try:
     plot(documents, FLAGS.out)
   except ValueError as e:
-    sys.exit(f'benchmark_plot: error: {e}')
+    sys.exit(f'benchmark.plot: error: {e}')
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ ahead of time (`jit(...).lower(...).compile()`), so the compile time is
 measured on its own and the compiled memory analysis is available before
 anything runs.
 
-Called by `l2a_jax.benchmark_worker` in a process of its own.
+Called by `l2a_jax.benchmark.worker` in a process of its own.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from l2a_jax import benchmark_profile
-from l2a_jax import benchmark_worker
 from l2a_jax import losses
 from l2a_jax import models
+from l2a_jax.benchmark import common
+from l2a_jax.benchmark import profiling
 
 # Layer-stack variants of the memory-vs-depth sweep: (scan_layers,
 # history_vjp). `history_vjp` exists only in the L2A config.
@@ -177,13 +177,6 @@ def device_description() -> dict[str, Any]:
   }
 
 
-def _abstract_model(model_config: ml_collections.ConfigDict):
-  """(graphdef, params, rest) of the model as `jax.ShapeDtypeStruct`s."""
-  abstract = nnx.eval_shape(
-      lambda: models.create_model(model_config, nnx.Rngs(0)))
-  return nnx.split(abstract, nnx.Param, ...)
-
-
 def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   """Compiles and times the train or inference step of the spec's model.
 
@@ -199,7 +192,7 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   del model
   train_step, infer_step, optimizer = make_steps(graphdef, spec)
-  inputs_np, targets_np = benchmark_worker.synthetic_batch(spec)
+  inputs_np, targets_np = common.synthetic_batch(spec)
   inputs, targets = jax.device_put(inputs_np), jax.device_put(targets_np)
 
   if spec['mode'] == 'train':
@@ -232,25 +225,25 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
     memory['saved_residual_bytes'] = saved_residual_bytes(
         graphdef, state['params'], rest, inputs, targets, spec['loss'])
   try:
-    timing = benchmark_worker.time_steps(
+    timing = common.time_steps(
         step, jax.block_until_ready, spec['warmup'], spec['steps'])
   except Exception as e:  # pylint: disable=broad-except
-    if not benchmark_worker.is_out_of_memory(e):
+    if not common.is_out_of_memory(e):
       raise
     # "Does not fit" is a result; XLA's analysis says how much it wanted.
     return {'error': f'{type(e).__name__}: {e}'.splitlines()[0][:500],
             'out_of_memory': True, 'compile_s': compile_s,
             'memory': memory, 'device': device_description()}
-  memory['host_peak_rss_bytes'] = benchmark_worker.host_peak_rss_bytes()
+  memory['host_peak_rss_bytes'] = common.host_peak_rss_bytes()
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get('peak_bytes_in_use')
   extra = {}
   if spec.get('profile_dir'):
-    extra['profile'] = benchmark_profile.profile_jax(
+    extra['profile'] = profiling.profile_jax(
         step, jax.block_until_ready, spec['profile_dir'],
         spec['profile_steps'])
   return {
-      **benchmark_worker.summarise_times(timing, spec['batch']),
+      **common.summarise_times(timing, spec['batch']),
       'compile_s': compile_s,
       'lower_s': lower_s,
       'peak_memory_bytes': int(peak) if peak is not None else None,
@@ -285,7 +278,8 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
       if 'history_vjp' in spec['model']:
         changes['history_vjp'] = history_vjp
       model_config = model_config_for(spec, **changes)
-      graphdef, params, rest = _abstract_model(model_config)
+      graphdef, params, rest = nnx.split(
+          models.abstract_model(model_config), nnx.Param, ...)
       train_step, _, optimizer = make_steps(graphdef, spec)
       opt_state = jax.eval_shape(optimizer.init, params)
       model = spec['model']

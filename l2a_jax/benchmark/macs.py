@@ -215,15 +215,14 @@ def count_model_macs(model_config, batch: int = 1) -> MacCount:
     MACs of one deterministic forward pass on `[batch, num_frames,
     num_joints, dim_in]`.
   """
-  # Imported here: `l2a_jax.macs` is also used where only the counting
-  # helpers are needed.
+  # Imported here: the counting helpers above are also used without a
+  # model.
   from flax import nnx  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from l2a_jax import models  # pylint: disable=g-import-not-at-top
 
-  abstract = nnx.eval_shape(
-      lambda: models.create_model(model_config, nnx.Rngs(0)))
-  graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
+  graphdef, params, rest = nnx.split(
+      models.abstract_model(model_config), nnx.Param, ...)
   x = jax.ShapeDtypeStruct(
       (batch, model_config.num_frames, model_config.num_joints,
        model_config.dim_in), jnp.float32)

@@ -1,17 +1,10 @@
-"""One benchmark measurement in a process of its own.
+"""Helpers shared by the benchmark's CLI, worker and both framework sides.
 
-`python -m l2a_jax.benchmark` starts this module once per (framework, model,
-mode, dtype) so that measurements cannot disturb each other: JAX's
-`peak_bytes_in_use` is a high-water mark over the life of a process, XLA on
-GPU preallocates most of the device memory (which would starve a PyTorch run
-in the same process), and each framework's caches and thread pools start
-fresh.
-
-  python -m l2a_jax.benchmark_worker SPEC.json RESULT.json
-
-SPEC.json is written by `l2a_jax.benchmark` (keys in `run_spec`); the result
-is written atomically to RESULT.json. Torch is imported only for torch
-measurements and JAX only for JAX ones.
+The measurement spec's keys, the synthetic batch every framework times, the
+step timer and its summary, host memory, out-of-memory detection and the
+atomic JSON writer. Imports nothing of the benchmark package, so the worker
+(which imports the JAX and torch sides) and the sides (which need these
+helpers) do not import each other.
 """
 
 from __future__ import annotations
@@ -21,7 +14,6 @@ import os
 import pathlib
 import resource
 import statistics
-import sys
 import time
 from typing import Any, Callable
 
@@ -29,7 +21,7 @@ import numpy as np
 
 from l2a_jax import atomic_output
 
-# Keys of a measurement spec (written by `benchmark.py`):
+# Keys of a measurement spec (written by `l2a_jax.benchmark.cli`):
 #   kind: 'steps' (time a train or inference step) | 'memory_vs_depth'.
 #   framework: 'jax' | 'torch' | 'torch_compile'.
 #   mode: 'train' | 'infer'; dtype: 'float32' | 'bfloat16'.
@@ -121,57 +113,8 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     f.write('\n')
 
 
-def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
-  """Runs one measurement and returns its result dict."""
-  # Imported here so that a torch measurement never imports the JAX model
-  # code and a JAX measurement never imports torch.
-  if spec['framework'] == 'jax':
-    from l2a_jax import benchmark_jax  # pylint: disable=g-import-not-at-top
-    module = benchmark_jax
-  else:
-    from l2a_jax import benchmark_torch  # pylint: disable=g-import-not-at-top
-    module = benchmark_torch
-  measure = {'steps': module.measure_steps,
-             'memory_vs_depth': module.measure_memory_vs_depth}.get(
-                 spec['kind'])
-  if measure is None:
-    raise ValueError(f"spec kind: expected 'steps' | 'memory_vs_depth', "
-                     f"got {spec['kind']!r}")
-  # Other processes on the host distort CPU timings badly (PyTorch's OpenMP
-  # threads spin when they lose their core): record the load around the run.
-  load_before = os.getloadavg()[0]
-  result = measure(spec)
-  result['host_load_1min'] = [load_before, os.getloadavg()[0]]
-  return result
-
-
 def is_out_of_memory(error: BaseException) -> bool:
   """Whether an exception is a device out-of-memory error (either side)."""
   text = f'{type(error).__name__}: {error}'
   return ('RESOURCE_EXHAUSTED' in text or 'OutOfMemoryError' in text or
           'out of memory' in text.lower())
-
-
-def main(argv: list[str]) -> int:
-  if len(argv) != 3:
-    print('usage: python -m l2a_jax.benchmark_worker SPEC.json RESULT.json',
-          file=sys.stderr)
-    return 2
-  with open(argv[1], encoding='utf-8') as f:
-    spec = json.load(f)
-  try:
-    result = run_spec(spec)
-  except Exception as e:  # pylint: disable=broad-except
-    # An out-of-memory run is a result ("does not fit"), not a crash of the
-    # benchmark; anything else is reported by the parent and fails the run.
-    message = f'{type(e).__name__}: {e}'.splitlines()[0][:500]
-    result = {'error': message, 'out_of_memory': is_out_of_memory(e)}
-    if not result['out_of_memory']:
-      import traceback  # pylint: disable=g-import-not-at-top
-      traceback.print_exc()
-  write_json_atomic(argv[2], result)
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main(sys.argv))

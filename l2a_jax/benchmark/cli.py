@@ -6,7 +6,7 @@ r"""JAX vs PyTorch speed and memory of the same model, one command.
       --json docs/benchmarks/h100.json --plot docs/benchmarks/h100.png
 
 Every (config, mode, dtype, framework) is measured in a process of its own
-(`l2a_jax.benchmark_worker`): the same model config, batch, frames, dtype and
+(`l2a_jax.benchmark.worker`): the same model config, batch, frames, dtype and
 random inputs on both sides, warm-up steps excluded, compile time reported
 separately, the median step time over `--steps` timed steps. Memory against
 depth (`--depths 4,8,16,32`): the compiled JAX training step's temporary
@@ -44,7 +44,8 @@ Options:
                         operations per step in the JSON row ('profile').
   --plot OUT.png        draw samples/s, memory and memory vs depth.
 
-MACs and MFU conventions are in `l2a_jax.macs` and `l2a_jax.hardware`;
+MACs and MFU conventions are in `l2a_jax.benchmark.macs` and
+`l2a_jax.benchmark.hardware`;
 docs/benchmarks.md explains every column and holds the published numbers.
 """
 
@@ -66,10 +67,10 @@ from absl import app
 from absl import flags
 import ml_collections
 
-from l2a_jax import benchmark_profile
-from l2a_jax import benchmark_worker
 from l2a_jax import cli
-from l2a_jax import hardware
+from l2a_jax.benchmark import common
+from l2a_jax.benchmark import hardware
+from l2a_jax.benchmark import profiling
 
 FRAMEWORKS = ('jax', 'torch', 'torch_compile')
 MODES = ('train', 'infer')
@@ -83,11 +84,11 @@ MACS_CONVENTION = (
     'macs_full: all matrix products (Linear + attention scores, '
     'attention-weighted values, TCPFormer aggregation, HPA depth '
     'attention), no elementwise work; counted from the JAX jaxpr '
-    '(l2a_jax.macs), the same numbers on every row of a model')
+    '(l2a_jax.benchmark.macs), the same numbers on every row of a model')
 MFU_CONVENTION = (
     'mfu = passes * 2 * macs_full * samples_per_s / peak FLOP/s of the '
     'device for the dtype (passes = 3 for train, 1 for infer); peak from '
-    'l2a_jax.hardware (datasheet, dense); null on CPU and unknown devices')
+    'l2a_jax.benchmark.hardware (datasheet, dense); null on CPU and unknown devices')
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('config', [], 'Config file PATH[:ARG] (repeat).')
@@ -122,7 +123,7 @@ flags.DEFINE_string(
     'profile_dir', None,
     'Profile every timed measurement: --profile_steps more steps under the '
     "framework's profiler, trace in PROFILE_DIR/<measurement>/, top ops in "
-    'the JSON row (l2a_jax.benchmark_profile).')
+    'the JSON row (l2a_jax.benchmark.profiling).')
 flags.DEFINE_integer('profile_steps', 3, 'Steps per profile.')
 
 
@@ -247,7 +248,7 @@ def run_worker(spec: dict[str, Any], timeout: int) -> dict[str, Any]:
     spec_path = pathlib.Path(tmp, 'spec.json')
     result_path = pathlib.Path(tmp, 'result.json')
     spec_path.write_text(json.dumps(spec), encoding='utf-8')
-    command = [sys.executable, '-m', 'l2a_jax.benchmark_worker',
+    command = [sys.executable, '-m', 'l2a_jax.benchmark.worker',
                str(spec_path), str(result_path)]
     try:
       env = dict(os.environ, **worker_environment(spec['framework']))
@@ -486,7 +487,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   # claim an accelerator the workers need.
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
-  from l2a_jax import macs as macs_lib  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top
 
   results, depth_rows, devices = [], [], {}
   for config_spec, config in options['configs']:
@@ -509,7 +510,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                         dtype=dtype)
             if FLAGS.profile_dir:
               spec.update(
-                  profile_dir=benchmark_profile.measurement_dir(
+                  profile_dir=profiling.measurement_dir(
                       FLAGS.profile_dir,
                       f'{label}_{mode}_{dtype}_{framework}'),
                   profile_steps=FLAGS.profile_steps)
@@ -523,7 +524,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                      f"{row['step_ms_median']:.1f} ms/step, "
                      f"{row['samples_per_s']:.2f} samples/s"), flush=True)
             if row.get('profile'):
-              print(benchmark_profile.format_top_ops(row['profile']),
+              print(profiling.format_top_ops(row['profile']),
                     flush=True)
     if options['depths']:
       variants = (['scan', 'scan_autodiff', 'unrolled']
@@ -600,10 +601,10 @@ def main(argv: Sequence[str]) -> None:
   if document['memory_vs_depth']:
     print(depth_table(document['memory_vs_depth']))
   if FLAGS.json:
-    benchmark_worker.write_json_atomic(FLAGS.json, document)
+    common.write_json_atomic(FLAGS.json, document)
   if FLAGS.plot:
-    from l2a_jax import benchmark_plot  # pylint: disable=g-import-not-at-top
-    benchmark_plot.plot([document], FLAGS.plot)
+    from l2a_jax.benchmark import plot as plot_lib  # pylint: disable=g-import-not-at-top
+    plot_lib.plot([document], FLAGS.plot)
   failed = [r for r in document['results'] + document['memory_vs_depth']
             if r.get('error') and not r.get('out_of_memory')]
   if failed:
@@ -619,5 +620,10 @@ def parse_command_line(argv: list[str]) -> list[str]:
     sys.exit(f'benchmark: error: {e}')
 
 
-if __name__ == '__main__':
+def run_command_line() -> None:
+  """Parses the command line and runs `main` (`python -m l2a_jax.benchmark`)."""
   app.run(main, flags_parser=parse_command_line)
+
+
+if __name__ == '__main__':
+  run_command_line()

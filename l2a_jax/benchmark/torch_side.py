@@ -16,7 +16,7 @@ the backward pass (via `torch.autograd.graph.saved_tensors_hooks`, parameters
 excluded) -- the activation memory of the step, a proxy, not a peak.
 
 Device agnostic: CUDA when available, else CPU. Called by
-`l2a_jax.benchmark_worker` in a process of its own.
+`l2a_jax.benchmark.worker` in a process of its own.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import ml_collections
 import torch
 from torch.utils import flop_counter
 
-from l2a_jax import benchmark_profile
-from l2a_jax import benchmark_worker
 from l2a_jax import torch_reference
+from l2a_jax.benchmark import common
+from l2a_jax.benchmark import profiling
 
 
 def torch_loss(pred: torch.Tensor, target: torch.Tensor,
@@ -173,7 +173,7 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   configure(spec)
   device, sync = device_and_sync()
   model = build_model(spec, device)
-  inputs_np, targets_np = benchmark_worker.synthetic_batch(spec)
+  inputs_np, targets_np = common.synthetic_batch(spec)
   inputs = torch.from_numpy(inputs_np).to(device)
   targets = torch.from_numpy(targets_np).to(device)
   weights = spec['loss']
@@ -219,7 +219,7 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   if device.type == 'cuda':
     torch.cuda.reset_peak_memory_stats(device)
   try:
-    timing = benchmark_worker.time_steps(step, sync, spec['warmup'],
+    timing = common.time_steps(step, sync, spec['warmup'],
                                          spec['steps'])
   except torch.OutOfMemoryError as e:
     # "Does not fit" is a result, with the peak reached before failing.
@@ -231,9 +231,9 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
             'device': device_description(device), **extra}
   peak = (torch.cuda.max_memory_allocated(device)
           if device.type == 'cuda' else None)
-  memory = {'host_peak_rss_bytes': benchmark_worker.host_peak_rss_bytes()}
+  memory = {'host_peak_rss_bytes': common.host_peak_rss_bytes()}
   if spec.get('profile_dir'):
-    extra['profile'] = benchmark_profile.profile_torch(
+    extra['profile'] = profiling.profile_torch(
         step, sync, spec['profile_dir'], spec['profile_steps'],
         cuda=device.type == 'cuda')
   if spec['mode'] == 'train' and not compiled:
@@ -243,7 +243,7 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
         model, lambda: forward_loss(inputs, targets))
     optimizer.zero_grad(set_to_none=True)
   return {
-      **benchmark_worker.summarise_times(timing, spec['batch']),
+      **common.summarise_times(timing, spec['batch']),
       'compile_s': timing['first_step_s'] if compiled else None,
       'peak_memory_bytes': int(peak) if peak is not None else None,
       'peak_memory_source': ('torch.cuda.max_memory_allocated'
@@ -268,7 +268,7 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
   """
   configure(spec)
   device, _ = device_and_sync()
-  inputs_np, targets_np = benchmark_worker.synthetic_batch(spec)
+  inputs_np, targets_np = common.synthetic_batch(spec)
   inputs = torch.from_numpy(inputs_np).to(device)
   targets = torch.from_numpy(targets_np).to(device)
   rows = []

@@ -12,10 +12,10 @@ steady-state step time. Paths:
   copy per layer, O(L^2));
 - `unrolled`: the Python loop over per-layer slices, history as a list.
 
-`--report=size` adds parameter counts and forward MACs (`l2a_jax.macs`) of
+`--report=size` adds parameter counts and forward MACs (`l2a_jax.benchmark.macs`) of
 the default model (configs/l2a_h36m.py) at T = 27, 81, 243.
 
-  python -m l2a_jax.models.l2a_costs --report=scaling,size \
+  python -m l2a_jax.benchmark.l2a_costs --report=scaling,size \
       --depths=4,8,16,32 --dim=32 --num_heads=4 --frames=27 --batch=2
 
 docs/models.md lists the commands behind its numbers.
@@ -41,8 +41,8 @@ import ml_collections
 
 from l2a_jax import atomic_output
 from l2a_jax import config_files
-from l2a_jax import macs
 from l2a_jax import models
+from l2a_jax.benchmark import macs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('report', ['scaling', 'size'],
@@ -171,8 +171,7 @@ def size_report(frames_list: Sequence[int] = (27, 81, 243)) -> list[dict]:
   rows = []
   for frames in frames_list:
     cfg = default_model_config(frames)
-    abstract = nnx.eval_shape(lambda c=cfg: models.create_model(c,
-                                                                nnx.Rngs(0)))
+    abstract = models.abstract_model(cfg)
     params = nnx.state(abstract, nnx.Param)
     count = sum(leaf.size for leaf in jax.tree.leaves(params))
     scanned = macs.count_model_macs(cfg)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from l2a_jax import models
+from l2a_jax.models import hpa_lpa
 from l2a_jax.models import l2a
+from l2a_jax.models import l2a_options
 import l2a_testing
 
 l2a_testing.use_fast_cpu_compiles()
@@ -140,29 +142,29 @@ def test_rejects_wrong_input_shape():
 ])
 def test_rejects_bad_config(overrides, message):
   with pytest.raises(ValueError, match=message):
-    l2a.L2AOptions.from_config(l2a_testing.model_config(overrides))
+    l2a_options.L2AOptions.from_config(l2a_testing.model_config(overrides))
 
 
 def test_readable_slots():
   cfg = l2a_testing.model_config({'hpa.history': 'last_k', 'hpa.last_k': 2},
                                  depth=5)
-  options = l2a.L2AOptions.from_config(cfg)
+  options = l2a_options.L2AOptions.from_config(cfg)
   slots = np.arange(options.num_slots)
   np.testing.assert_array_equal(
-      l2a.readable_slots(options, slots, 4), [0, 0, 1, 1, 0, 0])
+      hpa_lpa.readable_slots(options, slots, 4), [0, 0, 1, 1, 0, 0])
   # The traced path (inside the scan) gives the same mask.
   np.testing.assert_array_equal(
-      jax.jit(lambda i: l2a.readable_slots(options, slots, i))(4),
+      jax.jit(lambda i: hpa_lpa.readable_slots(options, slots, i))(4),
       [0, 0, 1, 1, 0, 0])
   cfg = l2a_testing.model_config({'hpa.history': 'blocks',
                                   'hpa.num_blocks': 2,
                                   'hpa.include_embedding': False}, depth=5)
-  options = l2a.L2AOptions.from_config(cfg)
+  options = l2a_options.L2AOptions.from_config(cfg)
   assert (options.block_size, options.num_slots) == (3, 3)
   assert options.history_gradient == 'autodiff'
   assert options.scan_remat == 'block'
   # Layer 5 reads block 1 (layers 1-3) and the partial block 2 (layer 4).
   np.testing.assert_array_equal(
-      l2a.readable_slots(options, np.arange(3), 5), [0, 1, 1])
+      hpa_lpa.readable_slots(options, np.arange(3), 5), [0, 1, 1])
   np.testing.assert_array_equal(
-      l2a.readable_slots(options, np.arange(3), 1), [0, 0, 0])
+      hpa_lpa.readable_slots(options, np.arange(3), 1), [0, 0, 0])

@@ -27,10 +27,6 @@ list (the reference path of the tests).
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any
-
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -38,346 +34,11 @@ import ml_collections
 import numpy as np
 
 from l2a_jax.models import history_stack
+from l2a_jax.models import hpa_lpa
+from l2a_jax.models import l2a_options
 from l2a_jax.models import layers
 
 Dtype = jnp.dtype
-
-# Masked depth logits: a large finite negative (not -inf, whose arithmetic
-# yields NaN when a whole row is masked).
-MASKED_LOGIT = -1e30
-
-# Six body parts of the 17-joint Human3.6M skeleton for LPA pooling 'part'
-# (l2a_design.md section 4.2): torso, head, left arm, right arm, left leg,
-# right leg.
-BODY_PARTS = ((0, 7, 8), (9, 10), (11, 12, 13), (14, 15, 16), (4, 5, 6),
-              (1, 2, 3))
-PART_OF_JOINT = np.zeros(17, np.int32)
-for _part, _joints in enumerate(BODY_PARTS):
-  PART_OF_JOINT[list(_joints)] = _part
-# [17, 6]: averaging matrix joints -> parts.
-PART_AVERAGE = np.zeros((17, len(BODY_PARTS)), np.float32)
-for _part, _joints in enumerate(BODY_PARTS):
-  PART_AVERAGE[list(_joints), _part] = 1.0 / len(_joints)
-
-_CHOICES = {
-    'backbone': ('parallel', 'sequential'),
-    'fusion': ('token_softmax', 'channel_softmax', 'mean', 'channel_split'),
-    'pos_embed': ('spatial_temporal', 'spatial', 'none'),
-    'history_vjp': ('custom', 'autodiff'),
-    'init': ('torch_default', 'trunc_normal'),
-    'hpa.mode': ('add', 'replace', 'none'),
-    'hpa.weights': ('token', 'sample', 'static'),
-    'hpa.history': ('all', 'last_k', 'blocks'),
-    'hpa.value': ('lpa', 'raw'),
-    'hpa.temperature': ('unit', 'sqrt_dim'),
-    'lpa.mode': ('proj', 'pool', 'bottleneck', 'rmsnorm', 'identity'),
-    'lpa.pool': ('joint', 'frame', 'part'),
-}
-
-
-def _choice(key: str, value: Any) -> Any:
-  if value not in _CHOICES[key]:
-    raise ValueError(f'model.{key}: expected one of {_CHOICES[key]}, got '
-                     f'{value!r}')
-  return value
-
-
-@dataclasses.dataclass(frozen=True)
-class L2AOptions:
-  """The validated, static settings of one L2A model (from `config.model`).
-
-  Derived fields: `key_dim` (width of an LPA record), `uses_keys` (whether
-  a separate LPA key buffer exists), `values_from_keys` (HPA values are the
-  LPA records, else the raw records), `num_slots` (history buffer length),
-  `block_size` (layers per block summary with history='blocks').
-  """
-  depth: int
-  dim: int
-  num_heads: int
-  mlp_hidden: int
-  dim_rep: int
-  num_frames: int
-  num_joints: int
-  dim_in: int
-  dim_out: int
-  dtype: Dtype
-  param_dtype: Dtype
-  scan_layers: bool
-  remat: str
-  history_vjp: str
-  drop_path: float
-  layer_scale_init: float
-  init: str
-  backbone: str
-  fusion: str
-  shared_mlp: bool
-  pos_embed: str
-  hpa_mode: str
-  hpa_weights: str
-  static_normalise: bool
-  history: str
-  last_k: int
-  num_blocks: int
-  value: str
-  temperature: str
-  gain_init: float
-  include_embedding: bool
-  lpa_mode: str
-  lpa_pool: str
-  lpa_dim: int
-  lpa_shared: bool
-
-  @classmethod
-  def from_config(cls, cfg: ml_collections.ConfigDict) -> L2AOptions:
-    """Validates `config.model` (one-line errors naming the field)."""
-    hpa, lpa = cfg.hpa, cfg.lpa
-    layers.validate_model_config(cfg)
-    options = cls(
-        depth=int(cfg.depth), dim=int(cfg.dim), num_heads=int(cfg.num_heads),
-        mlp_hidden=int(cfg.dim * cfg.mlp_ratio), dim_rep=int(cfg.dim_rep),
-        num_frames=int(cfg.num_frames), num_joints=int(cfg.num_joints),
-        dim_in=int(cfg.dim_in), dim_out=int(cfg.dim_out),
-        dtype=layers.canonical_dtype(cfg.dtype),
-        param_dtype=layers.canonical_dtype(cfg.param_dtype),
-        scan_layers=bool(cfg.scan_layers), remat=cfg.remat,
-        history_vjp=_choice('history_vjp', cfg.history_vjp),
-        drop_path=float(cfg.drop_path),
-        layer_scale_init=float(cfg.layer_scale_init),
-        init=_choice('init', cfg.init),
-        backbone=_choice('backbone', cfg.backbone),
-        fusion=_choice('fusion', cfg.fusion),
-        shared_mlp=bool(cfg.shared_mlp),
-        pos_embed=_choice('pos_embed', cfg.pos_embed),
-        hpa_mode=_choice('hpa.mode', hpa.mode),
-        hpa_weights=_choice('hpa.weights', hpa.weights),
-        static_normalise=bool(hpa.static_normalise),
-        history=_choice('hpa.history', hpa.history),
-        last_k=int(hpa.last_k), num_blocks=int(hpa.num_blocks),
-        value=_choice('hpa.value', hpa.value),
-        temperature=_choice('hpa.temperature', hpa.temperature),
-        gain_init=float(hpa.gain_init),
-        include_embedding=bool(hpa.include_embedding),
-        lpa_mode=_choice('lpa.mode', lpa.mode),
-        lpa_pool=_choice('lpa.pool', lpa.pool),
-        lpa_dim=int(lpa.dim) or int(cfg.dim), lpa_shared=bool(lpa.shared))
-    if options.mlp_hidden < 1:
-      raise ValueError(f'model.mlp_ratio: expected > 0, got {cfg.mlp_ratio}')
-    if options.fusion == 'channel_split':
-      if options.backbone != 'parallel':
-        raise ValueError("model.fusion='channel_split' needs "
-                         "model.backbone='parallel', got "
-                         f'{options.backbone!r}')
-      if options.num_heads % 2:
-        raise ValueError("model.fusion='channel_split' splits the heads in "
-                         'two halves: model.num_heads must be even, got '
-                         f'{options.num_heads}')
-    if options.last_k < 1 or options.num_blocks < 1:
-      raise ValueError('model.hpa.last_k and model.hpa.num_blocks: expected '
-                       f'>= 1, got {options.last_k}, {options.num_blocks}')
-    if options.lpa_dim < 1 or int(lpa.dim) < 0:
-      raise ValueError(f'model.lpa.dim: expected >= 0, got {lpa.dim}')
-    if (options.lpa_mode == 'pool' and options.lpa_pool == 'part' and
-        options.num_joints != len(PART_OF_JOINT)):
-      raise ValueError("model.lpa.pool='part' uses the 17-joint Human3.6M "
-                       f'body parts, got model.num_joints={options.num_joints}')
-    if options.hpa_mode == 'replace' and not options.include_embedding:
-      raise ValueError("model.hpa.mode='replace' builds the first layer's "
-                       'input from the embedding: model.hpa.include_embedding '
-                       'must be True')
-    return options
-
-  @property
-  def key_dim(self) -> int:
-    """Channels of an LPA record k_i."""
-    return self.lpa_dim if self.lpa_mode in ('proj', 'pool') else self.dim
-
-  @property
-  def uses_keys(self) -> bool:
-    """Whether LPA records are computed and kept in a 'keys' buffer."""
-    if self.hpa_mode == 'none' or self.lpa_mode == 'identity':
-      return False
-    return self.hpa_weights != 'static' or self.value == 'lpa'
-
-  @property
-  def values_from_keys(self) -> bool:
-    """HPA values v_i = k_i (else the raw records h_i, or D_i for H2)."""
-    return self.value == 'lpa' and self.uses_keys
-
-  @property
-  def value_dim(self) -> int:
-    return self.key_dim if self.values_from_keys else self.dim
-
-  @property
-  def block_size(self) -> int:
-    """Layers per block summary (history='blocks')."""
-    return -(-self.depth // self.num_blocks)
-
-  @property
-  def num_slots(self) -> int:
-    """History buffer length: embedding + one slot per layer or block."""
-    if self.history == 'blocks':
-      return -(-self.depth // self.block_size) + 1
-    return self.depth + 1
-
-  @property
-  def compact_shape(self) -> tuple[int, int]:
-    """(frames, joints) axes of an LPA record (pooled by lpa.mode='pool')."""
-    if self.lpa_mode != 'pool':
-      return self.num_frames, self.num_joints
-    return {'joint': (1, self.num_joints), 'frame': (self.num_frames, 1),
-            'part': (1, len(BODY_PARTS))}[self.lpa_pool]
-
-  @property
-  def history_gradient(self) -> str:
-    """'custom' | 'autodiff'; block summaries are rewritten: autodiff."""
-    return 'autodiff' if self.history == 'blocks' else self.history_vjp
-
-  @property
-  def scan_remat(self) -> str:
-    """Remat of one scan step; block summaries force per-step remat."""
-    if self.history == 'blocks' and self.remat == 'none':
-      return 'block'
-    return self.remat
-
-
-def readable_slots(options: L2AOptions, slot_ids, index):
-  """Which history slots layer `index` (1-based) reads.
-
-  Args:
-    options: the model options.
-    slot_ids: [num_slots] int slot numbers (NumPy or jnp).
-    index: the reading layer (int or traced int32); depth + 1 for the final
-      aggregation of hpa.mode='replace'.
-
-  Returns:
-    [num_slots] bool (NumPy for NumPy inputs).
-  """
-  xp = np if isinstance(slot_ids, np.ndarray) and isinstance(
-      index, (int, np.integer)) else jnp
-  if options.history == 'blocks':
-    # Blocks holding at least one of the layers 1 .. index - 1.
-    written = (index - 1 + options.block_size - 1) // options.block_size
-    visible = slot_ids <= written
-  else:
-    visible = slot_ids < index
-    if options.history == 'last_k':
-      visible = xp.logical_and(visible, slot_ids >= index - options.last_k)
-  if not options.include_embedding:
-    visible = xp.logical_and(visible, slot_ids >= 1)
-  return visible
-
-
-def pool_tokens(x: jax.Array, pool: str) -> jax.Array:
-  """Structured pooling of the frame x joint grid, in float32.
-
-  Args:
-    x: [batch, frames, joints, channels].
-    pool: 'joint' (temporal mean per joint) | 'frame' (joint mean per
-      frame) | 'part' (temporal mean per body part).
-
-  Returns:
-    [batch, 1, joints, C] | [batch, frames, 1, C] | [batch, 1, 6, C].
-  """
-  x = x.astype(jnp.float32)
-  if pool == 'joint':
-    return jnp.mean(x, axis=1, keepdims=True)
-  if pool == 'frame':
-    return jnp.mean(x, axis=2, keepdims=True)
-  return jnp.einsum('btjc,jp->bpc', x, PART_AVERAGE)[:, None] / x.shape[1]
-
-
-def expand_to_tokens(x: jax.Array, options: L2AOptions,
-                     axis_offset: int = 0) -> jax.Array:
-  """Broadcasts a compact (pooled) array back onto the frame x joint grid.
-
-  Args:
-    x: [..., t', j', ...] with frames at axis 1 + axis_offset and joints at
-      2 + axis_offset, t' in {1, T}, j' in {1, J, 6 parts}.
-    options: the model options (pool mode, T, J).
-    axis_offset: leading axes before the batch axis.
-
-  Returns:
-    x with the frame and joint axes broadcast to (T, J); 6 body parts are
-    gathered onto their joints.
-  """
-  joint_axis = 2 + axis_offset
-  if (options.lpa_mode == 'pool' and options.lpa_pool == 'part' and
-      x.shape[joint_axis] == len(BODY_PARTS)):
-    x = jnp.take(x, PART_OF_JOINT, axis=joint_axis)
-  return x
-
-
-def query_logits(keys: jax.Array, query: jax.Array) -> jax.Array:
-  """q . RMSNorm(k) over the last axis, float32 (no learned scale).
-
-  Computed as (q . k) * rsqrt(mean(k^2) + eps): the same value as
-  normalising first, but autodiff keeps no normalised copy of k.
-
-  Args:
-    keys: [..., d].
-    query: [d].
-
-  Returns:
-    [...] float32.
-  """
-  keys = keys.astype(jnp.float32)
-  dots = jnp.einsum('...d,d->...', keys, query.astype(jnp.float32))
-  mean_square = jnp.mean(jnp.square(keys), axis=-1)
-  return dots * jax.lax.rsqrt(mean_square + layers.RMS_NORM_EPS)
-
-
-def depth_mix(view: history_stack.HistoryView, options: L2AOptions, *,
-              query: jax.Array | None, static_logits: jax.Array | None,
-              out_proj: layers.Linear | None) -> jax.Array:
-  """HPA read: the depth-attention mix of the readable history slots.
-
-  Args:
-    view: `history_stack.StackedSlots` or `ListSlots` with buffers 'records'
-      (records [S, B, T, J, C]) and, if `options.uses_keys`, 'keys'
-      ([S, B, t', j', key_dim]); its mask says which slots are read.
-    options: the model options.
-    query: [key_dim] pseudo-query (hpa.weights 'token' | 'sample').
-    static_logits: [num_slots] logits (hpa.weights 'static').
-    out_proj: Linear(key_dim -> C) when the values are narrower than C.
-
-  Returns:
-    [B, T, J, C] float32: sum_i a_i v_i over readable slots (zero if none).
-  """
-  key_name = 'keys' if options.uses_keys else 'records'
-  value_name = 'keys' if options.values_from_keys else 'records'
-  if options.hpa_weights == 'static':
-    logits = jnp.asarray(static_logits, jnp.float32)[view.slot_ids]
-    logits = logits.reshape(-1, 1, 1, 1)
-  elif options.hpa_weights == 'token':
-    logits = view.map(lambda k: query_logits(k, query), key_name)
-  else:  # 'sample': one weight per (sample, slot) from the pooled key.
-    logits = view.map(
-        lambda k: query_logits(
-            jnp.mean(k.astype(jnp.float32), axis=(1, 2), keepdims=True),
-            query), key_name)
-  if options.temperature == 'sqrt_dim' and options.hpa_weights != 'static':
-    logits = logits / math.sqrt(options.key_dim)
-  mask = view.mask.reshape(-1, 1, 1, 1)
-  if options.hpa_weights == 'static' and not options.static_normalise:
-    weights = jnp.where(mask, logits, 0.0)
-  else:
-    weights = jax.nn.softmax(jnp.where(mask, logits, MASKED_LOGIT), axis=0)
-    # All slots masked (layer 1 without the embedding): no history, zero.
-    weights = jnp.where(mask, weights, 0.0)
-  if value_name == 'keys':
-    # Mix in the compact space, then project and broadcast (a linear map
-    # commutes with the weighted sum: one projection per layer).
-    mixed = view.weighted_sum(weights[..., None], 'keys')
-  else:
-    mixed = view.weighted_sum(
-        expand_to_tokens(weights, options, axis_offset=1)[..., None],
-        'records')
-  if out_proj is not None:
-    mixed = out_proj(mixed).astype(jnp.float32)
-  mixed = expand_to_tokens(mixed, options)
-  batch = mixed.shape[0]
-  return jnp.broadcast_to(
-      mixed, (batch, options.num_frames, options.num_joints, options.dim))
 
 
 def _drop_branch(x: jax.Array, drop: tuple[jax.Array, jax.Array] | None,
@@ -398,40 +59,6 @@ def _drop_branch(x: jax.Array, drop: tuple[jax.Array, jax.Array] | None,
   keep = jax.random.bernoulli(jax.random.fold_in(key, branch), 1.0 - rate,
                               (x.shape[0],) + (1,) * (x.ndim - 1))
   return jnp.where(keep, x / (1.0 - rate).astype(x.dtype), jnp.zeros_like(x))
-
-
-class LPA(nnx.Module):
-  """Layer Pose History Aggregation: the compact record k_i of h_i.
-
-  'proj' (P1): RMSNorm(h) W [C, d_c]; 'pool' (P2): RMSNorm(pool(h)) W;
-  'bottleneck' (P3): W2 GELU(W1 RMSNorm(h)), C -> d_c -> C; 'rmsnorm':
-  RMSNorm(h). No biases. ('identity' has no module: the record itself.)
-  """
-
-  def __init__(self, options: L2AOptions, *, rngs: nnx.Rngs):
-    self.options = options
-    kw = dict(init=options.init, dtype=options.dtype,
-              param_dtype=options.param_dtype, rngs=rngs)
-    dim, dim_c = options.dim, options.lpa_dim
-    self.norm = layers.RMSNorm(dim, dtype=options.dtype,
-                               param_dtype=options.param_dtype)
-    if options.lpa_mode in ('proj', 'pool'):
-      self.proj = layers.Linear(dim, dim_c, use_bias=False, **kw)
-    elif options.lpa_mode == 'bottleneck':
-      self.fc1 = layers.Linear(dim, dim_c, use_bias=False, **kw)
-      self.fc2 = layers.Linear(dim_c, dim, use_bias=False, **kw)
-
-  def __call__(self, h: jax.Array) -> jax.Array:
-    """[B, T, J, C] -> [B, t', j', key_dim] (compact_shape) compute dtype."""
-    mode = self.options.lpa_mode
-    if mode == 'pool':
-      h = pool_tokens(h, self.options.lpa_pool)
-    k = self.norm(h)
-    if mode in ('proj', 'pool'):
-      k = self.proj(k)
-    elif mode == 'bottleneck':
-      k = self.fc2(jax.nn.gelu(self.fc1(k), approximate=False))
-    return k
 
 
 class RepLogit(nnx.Module):
@@ -464,7 +91,7 @@ class L2ALayer(nnx.Module):
   - `lpa`: the LPA of this layer's record (unless lpa.shared).
   """
 
-  def __init__(self, options: L2AOptions, *, rngs: nnx.Rngs):
+  def __init__(self, options: l2a_options.L2AOptions, *, rngs: nnx.Rngs):
     self.options = options
     o = options
     dim = o.dim
@@ -524,7 +151,7 @@ class L2ALayer(nnx.Module):
         self.hpa_gain = nnx.Param(jnp.full((dim,), o.gain_init,
                                            o.param_dtype))
     if o.uses_keys and not o.lpa_shared:
-      self.lpa = LPA(o, rngs=rngs)
+      self.lpa = hpa_lpa.LPA(o, rngs=rngs)
 
   def _residual(self, x: jax.Array, branch_out: jax.Array, scale: nnx.Param,
                 drop, branch: int) -> jax.Array:
@@ -588,7 +215,7 @@ class L2ALayer(nnx.Module):
   def history_mix(self, view: history_stack.HistoryView) -> jax.Array:
     """This layer's HPA read of `view`: [B, T, J, C] float32."""
     o = self.options
-    return depth_mix(
+    return hpa_lpa.depth_mix(
         view, o,
         query=self.hpa_query[...] if o.hpa_weights != 'static' else None,
         static_logits=(self.hpa_logits[...] if o.hpa_weights == 'static'
@@ -596,7 +223,7 @@ class L2ALayer(nnx.Module):
         out_proj=self.hpa_out if o.value_dim != o.dim else None)
 
   def __call__(self, hidden: jax.Array | None,
-               view: history_stack.HistoryView, lpa: LPA | None,
+               view: history_stack.HistoryView, lpa: hpa_lpa.LPA | None,
                drop=None) -> tuple[jax.Array, jax.Array | None]:
     """Applies the layer and computes its history record.
 
@@ -630,7 +257,8 @@ class L2ALayer(nnx.Module):
     return record, key
 
 
-def _stacked_layers(options: L2AOptions, rngs: nnx.Rngs) -> L2ALayer:
+def _stacked_layers(options: l2a_options.L2AOptions,
+                    rngs: nnx.Rngs) -> L2ALayer:
   """`depth` independently initialised layers, every leaf [depth, ...]."""
 
   @nnx.split_rngs(splits=options.depth)
@@ -641,8 +269,8 @@ def _stacked_layers(options: L2AOptions, rngs: nnx.Rngs) -> L2ALayer:
   return build(rngs)
 
 
-def _block_update(options: L2AOptions, old: jax.Array, new: jax.Array,
-                  position) -> jax.Array:
+def _block_update(options: l2a_options.L2AOptions, old: jax.Array,
+                  new: jax.Array, position) -> jax.Array:
   """Running block summary: sum of deltas ('replace', Block AttnRes) or
   mean of outputs ('add'/'none'); `position` = layers already in the block.
   """
@@ -676,7 +304,7 @@ class L2A(nnx.Module):
         configs/l2a_h36m.py).
       rngs: NNX RNG streams; `params` initialises the weights.
     """
-    o = L2AOptions.from_config(model_config)
+    o = l2a_options.L2AOptions.from_config(model_config)
     self.options = o
     dim = o.dim
     kw = dict(init=o.init, dtype=o.dtype, param_dtype=o.param_dtype,
@@ -691,9 +319,9 @@ class L2A(nnx.Module):
           pos_init(rngs.params(), (o.num_frames, dim), o.param_dtype))
     if o.uses_keys:
       if o.lpa_shared:
-        self.lpa = LPA(o, rngs=rngs)
+        self.lpa = hpa_lpa.LPA(o, rngs=rngs)
       else:
-        self.lpa_embed = LPA(o, rngs=rngs)
+        self.lpa_embed = hpa_lpa.LPA(o, rngs=rngs)
     self.layers = _stacked_layers(o, rngs)
     if o.hpa_mode == 'replace':
       if o.hpa_weights == 'static':
@@ -725,7 +353,7 @@ class L2A(nnx.Module):
   def _final_mix(self, view: history_stack.HistoryView) -> jax.Array:
     """hpa.mode='replace': the head input, mixed from the whole history."""
     o = self.options
-    return depth_mix(
+    return hpa_lpa.depth_mix(
         view, o,
         query=(self.final_hpa_query[...] if o.hpa_weights != 'static'
                else None),
@@ -783,7 +411,7 @@ class L2A(nnx.Module):
     if o.history != 'blocks':
       def layer_fn(layer_params, shared_params, inputs, index, bufs):
         view = history_stack.StackedSlots(
-            bufs, readable_slots(o, slot_ids, index))
+            bufs, hpa_lpa.readable_slots(o, slot_ids, index))
         hidden = (None if o.hpa_mode == 'replace'
                   else view.slot('records', index - 1))
         record, key = apply(layer_params, shared_params, inputs, hidden, view)
@@ -798,7 +426,7 @@ class L2A(nnx.Module):
       def block_step(layer_params, shared_params, inputs, index, carry):
         hidden, bufs = carry
         view = history_stack.StackedSlots(
-            bufs, readable_slots(o, slot_ids, index))
+            bufs, hpa_lpa.readable_slots(o, slot_ids, index))
         record, key = apply(layer_params, shared_params, inputs, hidden, view)
         block = (index - 1) // o.block_size + 1
         position = (index - 1) % o.block_size
@@ -815,7 +443,7 @@ class L2A(nnx.Module):
           (first['records'], buffers), remat=remat)
     if o.hpa_mode == 'replace':
       view = history_stack.StackedSlots(
-          final, readable_slots(o, slot_ids, o.depth + 1))
+          final, hpa_lpa.readable_slots(o, slot_ids, o.depth + 1))
       hidden = self._final_mix(view)
     return hidden
 
@@ -835,7 +463,7 @@ class L2A(nnx.Module):
       index = i + 1
       num_slots = len(history['records'])
       view = history_stack.ListSlots(
-          history, jnp.asarray(readable_slots(o, np.arange(num_slots),
+          history, jnp.asarray(hpa_lpa.readable_slots(o, np.arange(num_slots),
                                               index)))
       record, key = apply(
           jax.tree.map(lambda a, i=i: a[i], layer_state), shared_state,
@@ -860,7 +488,7 @@ class L2A(nnx.Module):
     if o.hpa_mode == 'replace':
       num_slots = len(history['records'])
       view = history_stack.ListSlots(
-          history, jnp.asarray(readable_slots(o, np.arange(num_slots),
+          history, jnp.asarray(hpa_lpa.readable_slots(o, np.arange(num_slots),
                                               o.depth + 1)))
       hidden = self._final_mix(view)
     return hidden

@@ -27,7 +27,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   config.data.name = 'synthetic'
   config.data.builder_config = None
-  # Sizes of the generated dataset (l2a_jax.data.builders.synthetic_config).
+  # Sizes of the generated dataset (l2a_jax.data.synthetic_builder.synthetic_config).
   config.data.synthetic = ml_collections.ConfigDict(dict(
       num_train_subjects=1, num_test_subjects=1, sequences_per_subject=2,
       num_frames=120, num_cameras=1, noise_px=0.0, seed=0))

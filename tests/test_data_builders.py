@@ -15,10 +15,14 @@ import pytest
 
 from l2a_jax.data import builders
 from l2a_jax.data import bvh
+from l2a_jax.data import bvh_builder
 from l2a_jax.data import cameras
+from l2a_jax.data import formats_3dhp
+from l2a_jax.data import formats_h36m
 from l2a_jax.data import input_pipeline
 from l2a_jax.data import prepare
 from l2a_jax.data import skeleton
+from l2a_jax.data import synthetic_builder
 from l2a_jax.data import transforms
 
 # --------------------------------------------------------------------------
@@ -67,7 +71,7 @@ def write_motionbert(directory, mutate=None):
           'test': _motionbert_part(_MB_TEST, rng, True)}
   if mutate:
     mutate(data)
-  with open(directory / builders.MOTIONBERT_FILE, 'wb') as f:
+  with open(directory / formats_h36m.MOTIONBERT_FILE, 'wb') as f:
     pickle.dump(data, f, protocol=4)
   return data
 
@@ -97,8 +101,8 @@ def write_videopose3d(directory, short_2d=False):
       detections[subject][action] = [
           rng.uniform(0, 1000, (frames + extra, 17, 2)).astype(np.float32)
           for _ in range(4)]
-  np.savez(directory / builders.VIDEOPOSE3D_3D_FILE, positions_3d=positions)
-  np.savez(directory / builders.VIDEOPOSE3D_CPN_FILE, positions_2d=detections,
+  np.savez(directory / formats_h36m.VIDEOPOSE3D_3D_FILE, positions_3d=positions)
+  np.savez(directory / formats_h36m.VIDEOPOSE3D_CPN_FILE, positions_2d=detections,
            metadata={'num_joints': 17,
                      'keypoints_symmetry': [[4, 5, 6, 11, 12, 13],
                                             [1, 2, 3, 14, 15, 16]]})
@@ -123,8 +127,8 @@ def write_pstmo(directory):
     valid[[1, 5]] = 0
     entry['valid'] = valid
     test[sequence] = entry
-  np.savez(directory / builders.PSTMO_TRAIN_FILE, data=train)
-  np.savez(directory / builders.PSTMO_TEST_FILE, data=test)
+  np.savez(directory / formats_3dhp.PSTMO_TRAIN_FILE, data=train)
+  np.savez(directory / formats_3dhp.PSTMO_TEST_FILE, data=test)
   return train, test
 
 
@@ -334,7 +338,7 @@ def test_pickle_needs_opt_in_and_stays_restricted(tmp_path, capsys):
     def __reduce__(self):
       return (print, ('owned',))
 
-  with open(tmp_path / builders.MOTIONBERT_FILE, 'wb') as f:
+  with open(tmp_path / formats_h36m.MOTIONBERT_FILE, 'wb') as f:
     pickle.dump({'train': Exploit()}, f)
   assert prepare.main(args + ['--allow_pickle']) == 1
   out = capsys.readouterr()
@@ -366,7 +370,7 @@ def test_videopose3d_cpn_records(tmp_path):
   train = _records(builder, 'train')
   test = _records(builder, 'test')
   assert len(train) == (2 + 4) * 4 and len(test) == 2 * 4
-  kept = list(builders.VIDEOPOSE3D_KEPT_JOINTS)
+  kept = list(formats_h36m.VIDEOPOSE3D_KEPT_JOINTS)
   for record in train + test:
     subject = record['subject'].decode()
     source = record['source'].decode()
@@ -481,7 +485,7 @@ def test_bvh_motion_folder(tmp_path):
   write_bvh(manual / 'a.bvh', 130, rng)
   write_bvh(manual / 'sub' / 'b.bvh', 100, rng)
   write_bvh(manual / 'c.bvh', 90, rng)
-  (manual / builders.BVH_TEST_LIST_FILE).write_text('sub/b.bvh\n')
+  (manual / bvh_builder.BVH_TEST_LIST_FILE).write_text('sub/b.bvh\n')
   builder = _prepare('bvh_motion', 'default', manual, tmp_path / 'tfds')
   train = _records(builder, 'train')
   test = _records(builder, 'test')
@@ -508,7 +512,7 @@ def test_bvh_motion_folder(tmp_path):
 
 
 def test_synthetic_builder_is_deterministic(tmp_path):
-  config = builders.synthetic_config(
+  config = synthetic_builder.synthetic_config(
       num_train_subjects=1, num_test_subjects=1, sequences_per_subject=1,
       num_frames=40, num_cameras=2, seed=7)
   assert config.name == 'train1_test1_seq1_frames40_cams2_noise0_seed7'
@@ -520,6 +524,6 @@ def test_synthetic_builder_is_deterministic(tmp_path):
   for a, b in zip(first, second):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
-  assert builders.synthetic_config().name == 'default'
+  assert synthetic_builder.synthetic_config().name == 'default'
   with pytest.raises(ValueError, match='unknown synthetic parameters'):
-    builders.synthetic_config(frames=3)
+    synthetic_builder.synthetic_config(frames=3)

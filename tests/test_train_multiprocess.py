@@ -20,6 +20,7 @@ import numpy as np
 from l2a_jax import checkpointing
 from l2a_jax import config_files
 from l2a_jax.data import builders
+from l2a_jax.data import synthetic_builder
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
 _TINY = _REPO / 'configs' / 'tiny.py'
@@ -54,7 +55,7 @@ def test_two_processes_match_one_process(tmp_path):
   # Prepare the synthetic data once, so the two processes only read it.
   config = config_files.load_sibling(str(_TINY), 'tiny').get_config()
   builders.prepare(builders.get_builder(
-      'synthetic', builders.synthetic_config(**config.data.synthetic),
+      'synthetic', synthetic_builder.synthetic_config(**config.data.synthetic),
       str(data_dir)))
 
   port = _free_port()

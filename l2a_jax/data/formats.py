@@ -17,6 +17,7 @@ scalar reconstruction, so a crafted file cannot run code.
 """
 
 import io
+import pathlib
 import pickle
 import zipfile
 
@@ -173,3 +174,14 @@ def require_key(mapping, key, where: str):
     raise DataError(f'{where}: missing key {key!r} (has '
                     f'{sorted(map(str, mapping))})')
   return mapping[key]
+
+
+def manual_file(directory, name: str) -> pathlib.Path:
+  """`directory/name`, checked to exist (`directory` is --manual_dir)."""
+  if directory is None:
+    raise DataError(f'this dataset needs --manual_dir (the folder with '
+                    f'{name})')
+  path = pathlib.Path(directory) / name
+  if not path.is_file():
+    raise DataError(f'{path}: file not found (expected in --manual_dir)')
+  return path

@@ -72,6 +72,7 @@ from l2a_jax.data import builders
 from l2a_jax.data import cameras as cameras_lib
 from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.data import synthetic
+from l2a_jax.data import synthetic_builder
 from l2a_jax.data import transforms
 
 # MotionBERT's evaluation skips these S9 videos (bad ground truth).
@@ -532,7 +533,7 @@ def _resolve_builder(data_config):
     parameters = data_config.get('synthetic') or {}
     if hasattr(parameters, 'to_dict'):
       parameters = parameters.to_dict()
-    config = builders.synthetic_config(**parameters)
+    config = synthetic_builder.synthetic_config(**parameters)
     if config_name and config_name != config.name:
       raise ValueError(
           f'data.builder_config={config_name!r} does not match the '

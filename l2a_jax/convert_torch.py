@@ -39,7 +39,6 @@ import pathlib
 import sys
 from typing import Any
 
-from absl import app
 from absl import flags
 from flax import nnx
 import jax
@@ -51,6 +50,7 @@ import numpy as np
 from l2a_jax import atomic_output
 from l2a_jax import checkpointing
 from l2a_jax import cli
+from l2a_jax import console
 from l2a_jax import models
 from l2a_jax.models import stacking
 
@@ -486,24 +486,20 @@ def _define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    sys.exit(f'convert_torch: error: unexpected arguments {argv[1:]}')
-  cli.quiet_library_logs()
+    cli.fail('convert_torch', f'unexpected arguments {argv[1:]}')
+  console.configure()
   args = flags.FLAGS
   config = args.config
-  if config is None:
-    sys.exit('convert_torch: error: --config is required')
-  if not args.workdir:
-    sys.exit('convert_torch: error: --workdir is required')
   try:
     if args.direction == 'to_jax':
       if not args.checkpoint:
-        sys.exit('convert_torch: error: --checkpoint is required')
+        cli.fail('convert_torch', '--checkpoint is required (to_jax)')
       step_dir = convert_to_jax(config.model, args.checkpoint,
                                 args.workdir)
       print(f'wrote {step_dir}')
     else:
       if not args.output:
-        sys.exit('convert_torch: error: --output is required')
+        cli.fail('convert_torch', '--output is required (to_torch)')
       state_dict = convert_to_torch(config.model, args.workdir,
                                     args.output, args.step)
       print(f'wrote {args.output} ({len(state_dict)} tensors)')
@@ -514,4 +510,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main, argv=cli.resolve_config_path(sys.argv))
+  cli.run(main, program='convert_torch', doc=__doc__,
+          required=('config', 'workdir'))

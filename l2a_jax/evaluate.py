@@ -30,6 +30,7 @@ import numpy as np
 
 from l2a_jax import checkpointing
 from l2a_jax import metrics
+from l2a_jax import progress as progress_lib
 from l2a_jax import run_setup
 from l2a_jax import sharding
 from l2a_jax import visualize
@@ -180,6 +181,7 @@ def run_evaluation(
     protocol: str,
     max_batches: int = -1,
     baseline_pose: np.ndarray | None = None,
+    show_progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
   """Evaluates on (a prefix of) the test set.
 
@@ -195,6 +197,7 @@ def run_evaluation(
     baseline_pose: optional `[joints, 3]` pose (normalised units, e.g.
       `mean_training_pose`) predicted for every frame; its MPJPE under the
       same protocol is added as `mean_pose_baseline_mpjpe_mm`.
+    show_progress: show `batches done / total` (`l2a_jax.progress`).
 
   Returns:
     `(results, sample)`: the metrics dict of `FrameAccumulator.results`, and
@@ -203,37 +206,46 @@ def run_evaluation(
   """
   accumulator = baseline = None
   sample = None
-  for index, batch in enumerate(batches):
-    if 0 <= max_batches <= index:
-      break
-    out = eval_step(params, rest, sharding.global_batch(_device_batch(batch),
-                                                        mesh))
-    # Poses stay on the devices except for the one clip that is drawn (and
-    # the ground truth when a baseline is scored).
-    wanted = [k for k in out if k not in ('pred_mm', 'targets_mm')]
-    if baseline_pose is not None:
-      wanted.append('targets_mm')
-    host = sharding.to_host({k: out[k] for k in wanted})
-    if accumulator is None:
-      accumulator = metrics.FrameAccumulator(
-          info.num_test_frames, host['joint'].shape[-1], info.action_names
-      )
-      baseline = metrics.FrameAccumulator(
-          info.num_test_frames, host['joint'].shape[-1], info.action_names
-      )
-    accumulator.add(host, host['frame_id'], host['valid'], host['action_id'])
-    if baseline_pose is not None:
-      guess = baseline_pose[None, None] * host['scale_to_mm'][..., None, None]
-      baseline.add(
-          {'joint': np.linalg.norm(guess - host['targets_mm'], axis=-1)},
-          host['frame_id'], host['valid'], host['action_id'])
-    if sample is None:
-      rows = np.flatnonzero(host['valid'].any(axis=1))
-      if rows.size:
-        poses = sharding.to_host({k: out[k] for k in ('pred_mm',
-                                                      'targets_mm')})
-        sample = {k: v[rows[0]] for k, v in poses.items()}
-        sample['valid'] = host['valid'][rows[0]]
+  total = int(info.num_eval_batches)
+  if max_batches >= 0:
+    total = min(total, max_batches)
+  progress = progress_lib.Progress(total, unit='batch', description='eval',
+                                   enabled=show_progress)
+  try:
+    for index, batch in enumerate(batches):
+      if 0 <= max_batches <= index:
+        break
+      out = eval_step(params, rest,
+                      sharding.global_batch(_device_batch(batch), mesh))
+      # Poses stay on the devices except for the one clip that is drawn (and
+      # the ground truth when a baseline is scored).
+      wanted = [k for k in out if k not in ('pred_mm', 'targets_mm')]
+      if baseline_pose is not None:
+        wanted.append('targets_mm')
+      host = sharding.to_host({k: out[k] for k in wanted})
+      if accumulator is None:
+        accumulator = metrics.FrameAccumulator(
+            info.num_test_frames, host['joint'].shape[-1], info.action_names
+        )
+        baseline = metrics.FrameAccumulator(
+            info.num_test_frames, host['joint'].shape[-1], info.action_names
+        )
+      accumulator.add(host, host['frame_id'], host['valid'], host['action_id'])
+      if baseline_pose is not None:
+        guess = baseline_pose[None, None] * host['scale_to_mm'][..., None, None]
+        baseline.add(
+            {'joint': np.linalg.norm(guess - host['targets_mm'], axis=-1)},
+            host['frame_id'], host['valid'], host['action_id'])
+      if sample is None:
+        rows = np.flatnonzero(host['valid'].any(axis=1))
+        if rows.size:
+          poses = sharding.to_host({k: out[k] for k in ('pred_mm',
+                                                        'targets_mm')})
+          sample = {k: v[rows[0]] for k, v in poses.items()}
+          sample['valid'] = host['valid'][rows[0]]
+      progress.update(1)
+  finally:
+    progress.close()
   if accumulator is None:
     raise ValueError('the evaluation split yielded no batch')
   results = accumulator.results(protocol, info.skeleton)
@@ -335,6 +347,7 @@ def evaluate_checkpoint(
       eval_step, params, rest, datasets.make_eval_iter(), mesh, datasets.info,
       protocol=choose_protocol(config.data.name, datasets.info),
       baseline_pose=mean_training_pose(datasets.train_dataset),
+      show_progress=jax.process_index() == 0,
   )
   results['step'] = int(meta.get('step', 0))
   write_eval_metrics(workdir, results)

@@ -15,21 +15,25 @@ Multi-process runs (TPU pods, several GPU hosts): run the same command on
 every host with `L2A_JAX_DISTRIBUTED=1` (or `--distributed`); on TPU VMs and
 SLURM `jax.distributed.initialize()` finds the coordinator itself, otherwise
 pass `--coordinator_address`, `--num_processes` and `--process_id`.
+
+Output: a progress bar (steps, then evaluation batches; on a non-terminal a
+line every `--progress_seconds`), evaluation results and warnings; every log
+message, the parameter table and the hyper-parameters in
+`WORKDIR/log.txt` (`log.process<N>.txt` on other processes). `--verbosity=1`
+shows everything on the terminal too. A bad command line (unknown
+`--config.FIELD`, wrong type, missing or broken config file, missing flag)
+is one line and exit status 2, before JAX starts or the workdir is touched.
 """
 
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
-import flax
-import jax
 from ml_collections import config_flags
 
 from l2a_jax import cli
-from l2a_jax import evaluate
-from l2a_jax import train
+from l2a_jax import console
 
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, summaries and results.')
@@ -47,6 +51,9 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     'num_processes', None, 'Number of processes (with --coordinator_address).')
 _PROCESS_ID = flags.DEFINE_integer(
     'process_id', None, 'This process (with --coordinator_address).')
+_PROGRESS_SECONDS = flags.DEFINE_float(
+    'progress_seconds', 30.0,
+    'Seconds between progress lines when the output is not a terminal.')
 
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -56,6 +63,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 def maybe_initialize_distributed() -> None:
   """The one place that decides about `jax.distributed.initialize()`."""
+  import jax  # pylint: disable=g-import-not-at-top
   if not _DISTRIBUTED.value:
     return
   kwargs = {}
@@ -66,13 +74,32 @@ def maybe_initialize_distributed() -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def _log_to_workdir(workdir: str, process_index: int) -> None:
+  """Every log message also goes to WORKDIR/log.txt (local workdirs)."""
+  if '://' in workdir:
+    return  # A bucket: the log stays with the job's own log collection.
+  if _MODE.value == 'eval' and not os.path.isdir(workdir):
+    return  # Nothing to evaluate; do not create the folder for a log.
+  name = ('log.txt' if process_index == 0 else
+          f'log.process{process_index}.txt')
+  console.log_to_file(os.path.join(os.path.abspath(workdir), name))
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError('--config and --workdir are required.')
-  cli.quiet_library_logs()
+    cli.fail('main', f'unexpected arguments {argv[1:]}')
+  console.configure()
+  # Imported after the command line is checked: a bad flag costs no JAX
+  # start-up.
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from l2a_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from l2a_jax import progress  # pylint: disable=g-import-not-at-top
+  from l2a_jax import train  # pylint: disable=g-import-not-at-top
+
+  progress.set_default_interval(_PROGRESS_SECONDS.value)
   maybe_initialize_distributed()
+  _log_to_workdir(_WORKDIR.value, jax.process_index())
   logging.info('JAX %s, Flax %s; process %d of %d; %d local / %d global '
                'devices: %s', jax.__version__, flax.__version__,
                jax.process_index(), jax.process_count(),
@@ -95,4 +122,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main, argv=cli.resolve_config_path(sys.argv))
+  cli.run(main, program='main', doc=__doc__,
+          required=('config', 'workdir'))

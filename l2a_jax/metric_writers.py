@@ -13,6 +13,8 @@ from typing import Any, Mapping
 from absl import logging
 import numpy as np
 
+from l2a_jax import console
+
 
 class MetricWriter:
   """Writes scalars to the log (and TensorBoard event files on process 0)."""
@@ -31,21 +33,31 @@ class MetricWriter:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self._tensorboard = tensorboardX.SummaryWriter(logdir=os.fspath(logdir))
 
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    """Logs `name = value` pairs of one step (values are scalars)."""
+  def write_scalars(self, step: int, scalars: Mapping[str, Any], *,
+                    terminal: bool = True) -> None:
+    """Logs `name = value` pairs of one step (values are scalars).
+
+    Args:
+      step: the training step.
+      scalars: name -> scalar.
+      terminal: False logs them to the log file only (`console.FILE_ONLY`).
+    """
     values = {k: float(np.asarray(v)) for k, v in scalars.items()}
     logging.info(
         '[%d] %s', step,
         ', '.join(f'{k}={v:.6g}' for k, v in sorted(values.items())),
+        extra=None if terminal else console.FILE_ONLY,
     )
     if self._tensorboard is not None:
       for key, value in values.items():
         self._tensorboard.add_scalar(key, value, global_step=step)
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-    """Logs the flattened config once (text summary in TensorBoard)."""
+    """Logs the flattened config once (log file only; text summary in
+    TensorBoard)."""
     lines = [f'{k}: {v}' for k, v in sorted(hparams.items())]
-    logging.info('Hyperparameters:\n  %s', '\n  '.join(lines))
+    logging.info('Hyperparameters:\n  %s', '\n  '.join(lines),
+                 extra=console.FILE_ONLY)
     if self._tensorboard is not None:
       self._tensorboard.add_text('hparams', '  \n'.join(lines), global_step=0)
 

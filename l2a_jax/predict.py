@@ -37,7 +37,6 @@ import pathlib
 import sys
 from typing import Any
 
-from absl import app
 from absl import flags
 from flax import nnx
 import jax
@@ -48,6 +47,7 @@ import numpy as np
 from l2a_jax import atomic_output
 from l2a_jax import checkpointing
 from l2a_jax import cli
+from l2a_jax import console
 from l2a_jax import convert_torch
 from l2a_jax import models
 from l2a_jax.data import skeleton as skeleton_lib
@@ -273,7 +273,7 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit(f'predict: error: unexpected arguments {argv[1:]}')
-  cli.quiet_library_logs()
+  console.configure()
   args = flags.FLAGS
   for name in ('config', 'workdir', 'input', 'output'):
     if not getattr(args, name):
@@ -297,4 +297,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main, argv=cli.resolve_config_path(sys.argv))
+  cli.run(main, program='predict', doc=__doc__,
+          required=('config', 'workdir', 'input', 'output'))

@@ -11,8 +11,9 @@ performance guide's recipe; `nnx.jit` would walk the object graph on every
 call).
 
 Config checks, mesh, model, parameters and datasets come from `run_setup`
-(shared with `evaluate`). Sections: durations; the jitted train step; the loop (logging, NaN/Inf guard, evaluation,
-checkpoints); the final evaluation.
+(shared with `evaluate`). Sections: durations; the jitted train step; the
+loop (logging, NaN/Inf guard, evaluation, checkpoints); the final
+evaluation.
 """
 
 import dataclasses
@@ -30,13 +31,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from l2a_jax import checkpointing
+from l2a_jax import console
 from l2a_jax import evaluate
 from l2a_jax import losses
 from l2a_jax import metric_writers
 from l2a_jax import optim
+from l2a_jax import progress as progress_lib
 from l2a_jax import run_setup
 from l2a_jax import sharding
 from l2a_jax.data import skeleton as skeleton_lib
@@ -309,7 +311,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     opt_state = init_opt_state(params)
 
   if is_main:
-    parameter_overview.log_parameter_overview(params)
+    # The table goes to WORKDIR/log.txt, not the terminal.
+    logging.info('Parameters:\n%s',
+                 parameter_overview.get_parameter_overview(params),
+                 extra=console.FILE_ONLY)
   num_params = parameter_overview.count_parameters(params)
   logging.info('Parameters: %d (%.2f M).', num_params, num_params / 1e6)
   writer.write_hparams(
@@ -330,14 +335,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     results, sample = evaluate.run_evaluation(
         eval_step, params, rest, datasets.make_eval_iter(), mesh, info,
         protocol=protocol, max_batches=max_batches,
-        baseline_pose=baseline_pose)
+        baseline_pose=baseline_pose, show_progress=is_main)
     results['eval_seconds'] = time.perf_counter() - start
     return results, sample
 
   step = start_step
   train_iter: Iterator[Mapping[str, np.ndarray]] = datasets.train_iter
-  progress = tqdm.tqdm(total=total_steps, initial=step, unit='step',
-                       disable=None if is_main else True, dynamic_ncols=True)
+  progress = progress_lib.Progress(total_steps, initial=step, unit='step',
+                                  description='train', enabled=is_main)
   try:
     compiled_step = None
     last_log_time, last_log_step = time.perf_counter(), step
@@ -367,7 +372,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         means['steps_per_second'] = (step - last_log_step) / max(
             now - last_log_time, 1e-9)
         means['epoch'] = step / steps_per_epoch
-        writer.write_scalars(step, {f'train_{k}': v for k, v in means.items()})
+        # Per-step scalars: log file and TensorBoard; the bar shows the loss.
+        writer.write_scalars(
+            step, {f'train_{k}': v for k, v in means.items()}, terminal=False)
         progress.set_postfix(loss=f"{means['loss']:.4g}")
         last_log_time, last_log_step = now, step
 

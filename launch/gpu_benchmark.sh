@@ -71,43 +71,43 @@ import jax
 print('jax devices:', jax.devices())
 EOF
     bench "$phase" --config configs/tiny.py \
-      --config configs/tcpformer_h36m.py:frames=27 --set model.depth=2 \
-      --set model.dim=32 --frameworks jax,torch,torch_compile \
-      --mode train,infer --dtype float32 --batch 8 --steps 5
+      --config configs/tcpformer_h36m.py:frames=27 --config.model.depth=2 \
+      --config.model.dim=32 --frameworks jax,torch,torch_compile \
+      --mode train,infer --dtype float32 --batch_size 8 --steps 5
     ;;
   tcpformer)
     bench "$phase" --config configs/tcpformer_h36m.py \
       --frameworks jax,torch,torch_compile --mode train \
-      --dtype float32,bfloat16 --batch 4 --steps 20 --warmup 5
+      --dtype float32,bfloat16 --batch_size 4 --steps 20 --warmup 5
     ;;
   l2a)
     bench "$phase" --config configs/l2a_h36m.py \
       --frameworks jax,torch,torch_compile --mode train \
-      --dtype float32,bfloat16 --batch 16 --steps 20 --warmup 5
+      --dtype float32,bfloat16 --batch_size 16 --steps 20 --warmup 5
     ;;
   batch16)
     bench batch16_recompute_attention \
-      --config configs/tcpformer_h36m.py --set model.recompute_attention=True \
-      --frameworks jax,torch --mode train --dtype bfloat16 --batch 16 \
+      --config configs/tcpformer_h36m.py --config.model.recompute_attention=True \
+      --frameworks jax,torch --mode train --dtype bfloat16 --batch_size 16 \
       --steps 10 --warmup 3
-    bench "$phase" --config configs/tcpformer_h36m.py --set model.remat=block \
+    bench "$phase" --config configs/tcpformer_h36m.py --config.model.remat=block \
       --frameworks jax,torch --mode train --dtype float32,bfloat16 \
-      --batch 16 --steps 10 --warmup 3
+      --batch_size 16 --steps 10 --warmup 3
     ;;
   tf32)
     bench "$phase" --config configs/tcpformer_h36m.py \
       --config configs/l2a_h36m.py \
       --frameworks jax,torch --mode train --dtype float32 \
-      --fp32_matmul tf32 --batch 4 --steps 20
+      --fp32_matmul tf32 --batch_size 4 --steps 20
     ;;
   infer)
     bench "$phase" --config configs/tcpformer_h36m.py \
       --config configs/l2a_h36m.py \
       --frameworks jax,torch,torch_compile --mode infer \
-      --dtype float32,bfloat16 --batch 16 --steps 20
+      --dtype float32,bfloat16 --batch_size 16 --steps 20
     ;;
   depth)
     bench "$phase" --config configs/l2a_h36m.py --frameworks jax,torch \
-      --steps 0 --depths 4,8,16,32 --batch 4
+      --steps 0 --depths 4,8,16,32 --batch_size 4
     ;;
 esac 2>&1 | tee "$out/$phase.log"

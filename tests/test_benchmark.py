@@ -166,17 +166,30 @@ def test_relative_config_paths_resolve_from_anywhere(tmp_path, monkeypatch):
 
 def test_overrides_are_typed_and_checked():
   config = benchmark.load_config(f'{CONFIGS}/l2a_h36m.py:frames=27')
-  benchmark.apply_override(config, 'model.depth=3', 'c')
-  benchmark.apply_override(config, 'model.scan_layers=false', 'c')
-  benchmark.apply_override(config, 'model.hpa.mode=replace', 'c')
+  benchmark.apply_overrides(config, [
+      benchmark.parse_assignment('model.depth=3'),
+      ('model.scan_layers', 'false'), ('model.hpa.mode', 'replace')])
   assert (config.model.depth, config.model.scan_layers) == (3, False)
   assert config.model.hpa.mode == 'replace'
-  with pytest.raises(benchmark.BenchmarkError, match='no field'):
-    benchmark.apply_override(config, 'model.depht=3', 'c')
+  with pytest.raises(benchmark.BenchmarkError, match="no field 'depht'"):
+    benchmark.apply_overrides(config, [('model.depht', '3')])
   with pytest.raises(benchmark.BenchmarkError, match='expected int'):
-    benchmark.apply_override(config, 'model.depth=deep', 'c')
-  with pytest.raises(benchmark.BenchmarkError, match='KEY=VALUE'):
-    benchmark.apply_override(config, 'model.depth', 'c')
+    benchmark.apply_overrides(config, [('model.depth', 'deep')])
+  with pytest.raises(benchmark.BenchmarkError, match='FIELD=VALUE'):
+    benchmark.parse_assignment('model.depth')
+
+
+def test_config_dot_overrides_are_taken_out_of_argv():
+  argv = benchmark.take_config_overrides(
+      ['benchmark', '--config', 'a.py', '--config.model.depth=3',
+       '--config.model.dim', '64', '--noconfig.model.scan_layers',
+       '--steps', '2'])
+  assert argv == ['benchmark', '--config', 'a.py', '--steps', '2']
+  assert benchmark.CONFIG_OVERRIDES == [
+      ('model.depth', '3'), ('model.dim', '64'),
+      ('model.scan_layers', 'false')]
+  benchmark.take_config_overrides(['benchmark'])
+  assert not benchmark.CONFIG_OVERRIDES
 
 
 # ----------------------------------------------------------------------------
@@ -186,7 +199,8 @@ def test_overrides_are_typed_and_checked():
 
 @pytest.mark.parametrize('args, message', [
     (('--frameworks', 'jax,mxnet'), "unknown value 'mxnet'"),
-    (('--batch', '0'), '--batch: expected a positive integer, got 0'),
+    (('--batch_size', '0'),
+     '--batch_size: expected a positive integer, got 0'),
     (('--mode', 'eval'), "--mode: unknown value 'eval'"),
     (('--depths', '4,x'), '--depths: expected integers'),
     (('--depth_variants', 'scan,loop'),
@@ -194,27 +208,36 @@ def test_overrides_are_typed_and_checked():
      "['loop']"),
     (('--steps', '0', '--depths', '2', '--depth_variants', 'scan_autodiff'),
      '--depth_variants scan_autodiff: none applies to tcpformer'),
-    (('--batch', 'abc'), 'flag --batch=abc: invalid literal'),
+    (('--batch_size', 'abc'), 'flag --batch_size=abc: invalid literal'),
     (('--set', 'model.num_heads=3'),
      'cannot build the model: ValueError: model.dim 128 is not divisible'),
+    (('--config.model.num_heads=3',),
+     'cannot build the model: ValueError: model.dim 128 is not divisible'),
+    (('--config.model.depht=3',),
+     "--config.model.depht: model has no field 'depht' (did you mean "
+     "'depth'?)"),
+    (('--config.model.depth=deep',),
+     "--config.model.depth=deep: expected int, got 'deep'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
   out = tmp_path / 'out.json'
   proc = _run_cli('--config', f'{CONFIGS}/tcpformer_h36m.py', *args,
                   '--json', str(out))
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert proc.stderr.strip().count('\n') == 0, proc.stderr
+  assert proc.stderr.startswith('benchmark: error: ')
   assert message in proc.stderr
   assert not out.exists()
 
 
 def test_missing_config_is_an_error(tmp_path):
   proc = _run_cli('--config', str(tmp_path / 'nope.py'))
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert proc.stderr.strip() == (
-      f"benchmark: error: --config: file '{tmp_path / 'nope.py'}' not found")
+      f"benchmark: error: --config: config file '{tmp_path / 'nope.py'}' "
+      'not found')
   proc = _run_cli('--frameworks', 'jax')
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert '--config is required' in proc.stderr
 
 
@@ -246,8 +269,8 @@ def cli_run(tmp_path_factory):
   out = tmp_path_factory.mktemp('bench')
   profiles = tmp_path_factory.mktemp('profiles')
   proc = _run_cli(
-      '--config', f'{CONFIGS}/tiny.py', '--set', 'model.depth=1',
-      '--frameworks', 'jax,torch', '--mode', 'train', '--batch', '2',
+      '--config', f'{CONFIGS}/tiny.py', '--config.model.depth=1',
+      '--frameworks', 'jax,torch', '--mode', 'train', '--batch_size', '2',
       '--steps', '2', '--warmup', '0', '--json', str(out / 'r.json'),
       '--plot', str(out / 'r.png'), '--profile_dir', str(profiles),
       '--profile_steps', '2')

@@ -39,9 +39,10 @@ def _env(devices):
               JAX_DISABLE_MOST_OPTIMIZATIONS='true')
 
 
-def _losses(stderr):
+def _losses(log_file):
+  """The train_loss values of a workdir log file (WORKDIR/log*.txt)."""
   return [float(v) for v in
-          re.findall(r'\] .*?\btrain_loss=([^,\s]+)', stderr)]
+          re.findall(r'\] .*?\btrain_loss=([^,\s]+)', log_file.read_text())]
 
 
 def _free_port():
@@ -75,15 +76,17 @@ def test_two_processes_match_one_process(tmp_path):
     assert f'process {index} of 2; 2 local / 4 global devices' in stderr
     assert "Mesh {'data': 4} over 4 devices (2 processes)" in stderr
   # Metrics are global: both processes log the same losses.
-  two_losses = _losses(outputs[0][1])
-  assert len(two_losses) == 2 and two_losses == _losses(outputs[1][1])
+  two_losses = _losses(tmp_path / 'two' / 'log.txt')
+  assert len(two_losses) == 2
+  assert two_losses == _losses(tmp_path / 'two' / 'log.process1.txt')
   assert 'Final: MPJPE' in outputs[0][0] and 'Final' not in outputs[1][0]
 
   single = subprocess.run(
       _command(tmp_path / 'one', data_dir), env=_env(1), cwd=_REPO,
       capture_output=True, text=True, timeout=600, check=False)
   assert single.returncode == 0, single.stderr[-4000:]
-  np.testing.assert_allclose(two_losses, _losses(single.stderr), rtol=1e-5)
+  np.testing.assert_allclose(two_losses, _losses(tmp_path / 'one' / 'log.txt'),
+                             rtol=1e-5)
 
   two, _ = checkpointing.restore_params(tmp_path / 'two', step=2)
   one, _ = checkpointing.restore_params(tmp_path / 'one', step=2)

@@ -2,7 +2,7 @@ r"""JAX vs PyTorch speed and memory of the same model, one command.
 
   python -m l2a_jax.benchmark --config configs/tcpformer_h36m.py \
       --config configs/l2a_h36m.py --frameworks jax,torch,torch_compile \
-      --mode train,infer --dtype float32,bfloat16 --batch 16 --steps 20 \
+      --mode train,infer --dtype float32,bfloat16 --batch_size 16 --steps 20 \
       --json docs/benchmarks/h100.json --plot docs/benchmarks/h100.png
 
 Every (config, mode, dtype, framework) is measured in a process of its own
@@ -16,12 +16,14 @@ autodiff through its history buffer) and PyTorch's training-step memory.
 Options:
   --config PATH[:ARG]   a config file (repeatable); ARG is passed to its
                         get_config, e.g. configs/l2a_h36m.py:frames=27.
-  --set KEY=VALUE       override a config field in every config (repeatable),
-                        e.g. --set model.depth=4 --set model.dim=64.
+  --config.FIELD=VALUE  override a config field in every config (repeatable),
+                        e.g. --config.model.depth=4 --config.model.dim=64,
+                        typed by the field's current value, as for
+                        `l2a_jax.main`; `--set FIELD=VALUE` is the same.
   --frameworks LIST     jax, torch, torch_compile (default jax,torch).
   --mode LIST           train, infer (default train).
   --dtype LIST          float32, bfloat16 (default float32).
-  --batch N             clips per step (default 4).
+  --batch_size N        clips per step (default 4).
   --steps K             timed steps (default 20); 0 = no timing (only the
                         depth sweep).
   --warmup W            untimed steps after the first (default 3).
@@ -51,7 +53,6 @@ docs/benchmarks.md explains every column and holds the published numbers.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import importlib.util
 import json
@@ -63,7 +64,6 @@ import sys
 import tempfile
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 import ml_collections
 
@@ -88,16 +88,19 @@ MACS_CONVENTION = (
 MFU_CONVENTION = (
     'mfu = passes * 2 * macs_full * samples_per_s / peak FLOP/s of the '
     'device for the dtype (passes = 3 for train, 1 for infer); peak from '
-    'l2a_jax.benchmark.hardware (datasheet, dense); null on CPU and unknown devices')
+    'l2a_jax.benchmark.hardware (datasheet, dense); null on CPU and unknown '
+    'devices')
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('config', [], 'Config file PATH[:ARG] (repeat).')
-flags.DEFINE_multi_string('set', [], 'KEY=VALUE override for every config.')
+flags.DEFINE_multi_string(
+    'set', [], 'FIELD=VALUE override for every config (the same as '
+    '--config.FIELD=VALUE).')
 flags.DEFINE_list('frameworks', ['jax', 'torch'],
                   'Comma-separated: jax, torch, torch_compile.')
 flags.DEFINE_list('mode', ['train'], 'Comma-separated: train, infer.')
 flags.DEFINE_list('dtype', ['float32'], 'Comma-separated: float32, bfloat16.')
-flags.DEFINE_integer('batch', 4, 'Clips per step.')
+flags.DEFINE_integer('batch_size', 4, 'Clips per step.')
 flags.DEFINE_integer('steps', 20, 'Timed steps; 0 = only the depth sweep.')
 flags.DEFINE_integer('warmup', 3, 'Untimed steps after the first one.')
 flags.DEFINE_integer('seed', 0, 'Seed of weights and synthetic inputs.')
@@ -137,7 +140,7 @@ class BenchmarkError(ValueError):
 
 
 def load_config(spec: str, index: int = 0) -> ml_collections.ConfigDict:
-  """Loads `PATH[:ARG]` the way `config_flags.DEFINE_config_file` does.
+  """Loads `PATH[:ARG]` (`cli.load_config_file`) and checks its model name.
 
   Args:
     spec: a config file path, optionally followed by ':' and the argument
@@ -147,23 +150,10 @@ def load_config(spec: str, index: int = 0) -> ml_collections.ConfigDict:
   Returns:
     The ConfigDict returned by the file's `get_config`.
   """
-  # A relative path is looked up in the current directory, then in the
-  # repository root, as for the other entry points.
-  spec = cli.resolve_config_path(['--config', spec])[1]
-  path, sep, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise BenchmarkError(f'--config: file {path!r} not found')
-  module_spec = importlib.util.spec_from_file_location(
-      f'l2a_benchmark_config_{index}', path)
-  if module_spec is None or not path.endswith('.py'):
-    raise BenchmarkError(f'--config: {path!r} is not a Python config file')
-  module = importlib.util.module_from_spec(module_spec)
   try:
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg) if sep else module.get_config()
-  except Exception as e:  # pylint: disable=broad-except
-    raise BenchmarkError(
-        f'--config {spec}: {type(e).__name__}: {e}'.splitlines()[0]) from e
+    config = cli.load_config_file(spec, f'l2a_benchmark_config_{index}')
+  except cli.UsageError as e:
+    raise BenchmarkError(str(e)) from e
   if 'model' not in config or 'name' not in config.model:
     raise BenchmarkError(f'--config {spec}: no model.name field')
   if config.model.name not in MODEL_NAMES:
@@ -172,41 +162,35 @@ def load_config(spec: str, index: int = 0) -> ml_collections.ConfigDict:
   return config
 
 
-def apply_override(config: ml_collections.ConfigDict, assignment: str,
-                   source: str) -> None:
-  """Applies `KEY=VALUE` (KEY dotted, e.g. model.depth) to `config`."""
-  key, sep, text = assignment.partition('=')
-  if not sep or not key:
-    raise BenchmarkError(f'--set: expected KEY=VALUE, got {assignment!r}')
-  *parents, leaf = key.split('.')
-  node = config
-  for name in parents:
-    if name not in node or not isinstance(node[name],
-                                          ml_collections.ConfigDict):
-      raise BenchmarkError(f'--set {assignment}: {source} has no section '
-                           f'{name!r}')
-    node = node[name]
-  if leaf not in node:
-    raise BenchmarkError(f'--set {assignment}: {source} has no field {key!r}')
-  current = node[leaf]
-  if isinstance(current, bool):
-    if text.lower() not in ('true', 'false', '1', '0'):
-      raise BenchmarkError(f'--set {assignment}: expected a bool, got '
-                           f'{text!r}')
-    value = text.lower() in ('true', '1')
-  elif isinstance(current, str):
-    value = text
-  else:
+def parse_assignment(assignment: str) -> tuple[str, str]:
+  """`FIELD=VALUE` of `--set` -> (FIELD, VALUE)."""
+  field, sep, text = assignment.partition('=')
+  if not sep or not field:
+    raise BenchmarkError(f'--set: expected FIELD=VALUE (KEY=VALUE), got '
+                         f'{assignment!r}')
+  return field, text
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[tuple[str, str]]) -> None:
+  """Applies `(FIELD, VALUE)` pairs with `cli.apply_override`."""
+  for field, text in overrides:
     try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-  try:
-    node[leaf] = value
-  except (TypeError, ValueError) as e:
-    raise BenchmarkError(
-        f'--set {assignment}: expected {type(current).__name__}, got '
-        f'{text!r}') from e
+      cli.apply_override(config, field, text)
+    except cli.UsageError as e:
+      raise BenchmarkError(str(e)) from e
+
+
+# `--config.FIELD=VALUE` arguments, taken out of argv before absl parses it
+# (absl knows only the repeatable --config flag).
+CONFIG_OVERRIDES: list[tuple[str, str]] = []
+
+
+def take_config_overrides(argv: list[str]) -> list[str]:
+  """argv without its `--config.FIELD=VALUE` arguments (kept in
+  `CONFIG_OVERRIDES`)."""
+  rest, CONFIG_OVERRIDES[:] = cli.split_config_overrides(argv)
+  return rest
 
 
 def describe_model(model: ml_collections.ConfigDict) -> str:
@@ -276,7 +260,7 @@ def base_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def run_settings() -> dict[str, Any]:
   """The measurement settings from the command line (spec and JSON)."""
   return {
-      'batch': FLAGS.batch,
+      'batch': FLAGS.batch_size,
       'steps': FLAGS.steps,
       'warmup': FLAGS.warmup,
       'seed': FLAGS.seed,
@@ -440,7 +424,7 @@ def parse_flags() -> dict[str, Any]:
       if value not in allowed:
         raise BenchmarkError(
             f'--{name}: unknown value {value!r}, expected one of {allowed}')
-  lower_bounds = (('batch', 1, 'a positive integer'),
+  lower_bounds = (('batch_size', 1, 'a positive integer'),
                   ('torch_threads', 0, '>= 0'),
                   ('timeout', 1, 'a positive number of seconds'),
                   ('profile_steps', 1, '>= 1'),
@@ -472,11 +456,11 @@ def parse_flags() -> dict[str, Any]:
   for path in (FLAGS.json, FLAGS.plot, FLAGS.profile_dir):
     if path and not pathlib.Path(path).resolve().parent.is_dir():
       raise BenchmarkError(f'output directory of {path!r} does not exist')
+  overrides = [parse_assignment(a) for a in FLAGS.set] + CONFIG_OVERRIDES
   configs = []
   for index, spec in enumerate(FLAGS.config):
     config = load_config(spec, index)
-    for assignment in FLAGS.set:
-      apply_override(config, assignment, spec)
+    apply_overrides(config, overrides)
     configs.append((spec, config))
   return {'configs': configs, 'depths': depths}
 
@@ -487,7 +471,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   # claim an accelerator the workers need.
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
-  from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top,line-too-long
 
   results, depth_rows, devices = [], [], {}
   for config_spec, config in options['configs']:
@@ -548,7 +532,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                                   f'{config.model.num_frames} '
                                   f'C={config.model.dim}'),
                   'config': config_spec, 'framework': framework,
-                  'batch': FLAGS.batch, 'dtype': FLAGS.dtype[0]}
+                  'batch': FLAGS.batch_size, 'dtype': FLAGS.dtype[0]}
         if result.get('error'):
           depth_rows.append({**common, **result})
           continue
@@ -566,7 +550,8 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
       'versions': versions(),
       'config': {
           'configs': [spec for spec, _ in options['configs']],
-          'overrides': list(FLAGS.set),
+          'overrides': list(FLAGS.set) + [
+              f'{field}={text}' for field, text in CONFIG_OVERRIDES],
           'models': {spec: c.model.to_dict()
                      for spec, c in options['configs']},
           'frameworks': list(FLAGS.frameworks),
@@ -590,12 +575,12 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    sys.exit(f'benchmark: error: unexpected arguments {list(argv[1:])}')
+    cli.fail('benchmark', f'unexpected arguments {list(argv[1:])}')
   try:
     options = parse_flags()
     document = run(options)
   except BenchmarkError as e:
-    sys.exit(f'benchmark: error: {e}')
+    cli.fail('benchmark', e)
   if document['results']:
     print(markdown_table(document['results']))
   if document['memory_vs_depth']:
@@ -612,17 +597,10 @@ def main(argv: Sequence[str]) -> None:
              f"first: {failed[0]['error']}")
 
 
-def parse_command_line(argv: list[str]) -> list[str]:
-  """absl flag parsing whose errors are one line, like the others here."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f'benchmark: error: {e}')
-
-
 def run_command_line() -> None:
-  """Parses the command line and runs `main` (`python -m l2a_jax.benchmark`)."""
-  app.run(main, flags_parser=parse_command_line)
+  """`python -m l2a_jax.benchmark`: checks the command line, runs `main`."""
+  cli.run(main, program='benchmark', doc=__doc__,
+          prepare_argv=take_config_overrides)
 
 
 if __name__ == '__main__':

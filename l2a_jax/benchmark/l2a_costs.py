@@ -12,11 +12,11 @@ steady-state step time. Paths:
   copy per layer, O(L^2));
 - `unrolled`: the Python loop over per-layer slices, history as a list.
 
-`--report=size` adds parameter counts and forward MACs (`l2a_jax.benchmark.macs`) of
-the default model (configs/l2a_h36m.py) at T = 27, 81, 243.
+`--report=size` adds parameter counts and forward MACs
+(`l2a_jax.benchmark.macs`) of the default model (configs/l2a_h36m.py) at T = 27, 81, 243.
 
   python -m l2a_jax.benchmark.l2a_costs --report=scaling,size \
-      --depths=4,8,16,32 --dim=32 --num_heads=4 --frames=27 --batch=2
+      --depths=4,8,16,32 --dim=32 --num_heads=4 --frames=27 --batch_size=2
 
 docs/models.md lists the commands behind its numbers.
 """
@@ -31,7 +31,6 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 import flax
 from flax import nnx
@@ -40,29 +39,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from l2a_jax import atomic_output
+from l2a_jax import cli
 from l2a_jax import config_files
 from l2a_jax import models
 from l2a_jax.benchmark import macs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('report', ['scaling', 'size'],
-                  "What to report: 'scaling' (compile time and temporary "
-                  "memory vs depth) and/or 'size' (params and MACs).")
-flags.DEFINE_list('depths', ['4', '8', '16', '32'], 'Depths L to measure.')
-flags.DEFINE_list('paths', ['scan_custom', 'scan_autodiff', 'unrolled'],
-                  'Stack paths to measure.')
-flags.DEFINE_integer('dim', 32, 'Width C of the measured models.')
-flags.DEFINE_integer('num_heads', 4, 'Attention heads of the measured models.')
-flags.DEFINE_integer('frames', 27, 'Frames T of the measured models.')
-flags.DEFINE_integer('batch', 2, 'Batch B of the measured train step.')
-flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
-                  'Compute dtype of the measured models.')
-flags.DEFINE_integer('run_steps', 3,
-                     'Timed executions per compiled step (0 = do not run).')
-flags.DEFINE_integer('repeats', 1,
-                     'Lower and compile this many times, report the fastest '
-                     '(compile times on a shared machine are noisy).')
-flags.DEFINE_string('json', None, 'Also write the results to this JSON file.')
+
 
 PATHS = {
     'scan_custom': dict(scan_layers=True, history_vjp='custom'),
@@ -156,7 +139,7 @@ def scaling_report(depths: Sequence[int], paths: Sequence[str]
       cfg.dtype = FLAGS.dtype
       cfg.update(PATHS[path])
       lower_s, compile_s, temp, args, run_ms = measure_step(
-          cfg, FLAGS.batch, FLAGS.run_steps, FLAGS.repeats)
+          cfg, FLAGS.batch_size, FLAGS.run_steps, FLAGS.repeats)
       cost = StepCost(depth, path, lower_s, compile_s, temp, args, run_ms)
       print(f'depth {depth:3d} {path:14s} lower {lower_s:6.2f} s  compile '
             f'{compile_s:6.2f} s  temp {temp / 2**20:8.1f} MiB  run '
@@ -195,33 +178,56 @@ def _write_json(path: str, payload: dict) -> None:
     json.dump(payload, f, indent=2)
 
 
+def _define_flags() -> None:
+  """The flags (only when run as a program: the benchmark CLI defines some
+  of the same names)."""
+  flags.DEFINE_list('report', ['scaling', 'size'],
+                    "What to report: 'scaling' (compile time and temporary "
+                    "memory vs depth) and/or 'size' (params and MACs).")
+  flags.DEFINE_list('depths', ['4', '8', '16', '32'], 'Depths L to measure.')
+  flags.DEFINE_list('paths', ['scan_custom', 'scan_autodiff', 'unrolled'],
+                    'Stack paths to measure.')
+  flags.DEFINE_integer('dim', 32, 'Width C of the measured models.')
+  flags.DEFINE_integer('num_heads', 4, 'Attention heads of the measured models.')
+  flags.DEFINE_integer('frames', 27, 'Frames T of the measured models.')
+  flags.DEFINE_integer('batch_size', 2,
+                       'Batch B of the measured train step.')
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                    'Compute dtype of the measured models.')
+  flags.DEFINE_integer('run_steps', 3,
+                       'Timed executions per compiled step (0 = do not run).')
+  flags.DEFINE_integer('repeats', 1,
+                       'Lower and compile this many times, report the fastest '
+                       '(compile times on a shared machine are noisy).')
+  flags.DEFINE_string('json', None, 'Also write the results to this JSON file.')
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+    cli.fail('l2a_costs', f'unexpected arguments {argv[1:]}')
   unknown = set(FLAGS.report) - {'scaling', 'size'}
   if unknown:
-    raise app.UsageError(f"--report: expected 'scaling' and/or 'size', got "
-                         f'{sorted(unknown)}')
+    cli.fail('l2a_costs', f"--report: expected 'scaling' and/or 'size', "
+             f'got {sorted(unknown)}')
   unknown = set(FLAGS.paths) - set(PATHS)
   if unknown:
-    raise app.UsageError(f'--paths: expected some of {sorted(PATHS)}, got '
-                         f'{sorted(unknown)}')
+    cli.fail('l2a_costs', f'--paths: expected some of {sorted(PATHS)}, '
+             f'got {sorted(unknown)}')
   try:
     depths = [int(d) for d in FLAGS.depths]
-  except ValueError as e:
-    raise app.UsageError(f'--depths: expected integers, got '
-                         f'{FLAGS.depths}') from e
+  except ValueError:
+    cli.fail('l2a_costs', f'--depths: expected integers, got {FLAGS.depths}')
   print(f'jax {jax.__version__}, flax {flax.__version__}, backend '
         f'{jax.default_backend()}, {os.cpu_count()} CPUs, '
         f'{platform.processor() or platform.machine()}', flush=True)
   payload = dict(jax=jax.__version__, flax=flax.__version__,
                  backend=jax.default_backend(), cpus=os.cpu_count(),
                  model=dict(dim=FLAGS.dim, num_heads=FLAGS.num_heads,
-                            frames=FLAGS.frames, batch=FLAGS.batch,
+                            frames=FLAGS.frames, batch=FLAGS.batch_size,
                             dtype=FLAGS.dtype))
   if 'scaling' in FLAGS.report:
     print(f'train step = jit(value_and_grad(mse)), C={FLAGS.dim}, heads='
-          f'{FLAGS.num_heads}, T={FLAGS.frames}, J=17, B={FLAGS.batch}, '
+          f'{FLAGS.num_heads}, T={FLAGS.frames}, J=17, B={FLAGS.batch_size}, '
           f'{FLAGS.dtype}', flush=True)
     payload['scaling'] = [dataclasses.asdict(c)
                           for c in scaling_report(depths, FLAGS.paths)]
@@ -232,4 +238,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  _define_flags()
+  cli.run(main, program='l2a_costs', doc=__doc__,
+          config=False)

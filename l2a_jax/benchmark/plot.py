@@ -1,7 +1,7 @@
 r"""Plots of `l2a_jax.benchmark` results (matplotlib, PNG).
 
   python -m l2a_jax.benchmark.plot --json docs/benchmarks/cpu.json \
-      --out docs/benchmarks/cpu.png
+      --output docs/benchmarks/cpu.png
 
 Panels: throughput (samples/s at the median step time, error bars from the
 step-time quartiles) per model, mode and dtype with one bar per framework; memory per measurement (the device peak where the device reports
@@ -17,9 +17,10 @@ import json
 import sys
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 import matplotlib
+
+from l2a_jax import cli
 
 matplotlib.use('Agg')  # Files only; no display needed.
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -174,14 +175,14 @@ def _define_flags() -> None:
   # Defined only when run as a program: `benchmark/cli.py` imports this module
   # and has a `--json` flag of its own.
   flags.DEFINE_multi_string('json', [], 'Benchmark result file(s).')
-  flags.DEFINE_string('out', None, 'PNG file to write.')
+  flags.DEFINE_string('output', None, 'PNG file to write.')
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    sys.exit(f'benchmark.plot: error: unexpected arguments {argv[1:]}')
-  if not FLAGS.json or not FLAGS.out:
-    sys.exit('benchmark.plot: error: --json and --out are required')
+    cli.fail('benchmark.plot', f'unexpected arguments {argv[1:]}')
+  if not FLAGS.json:
+    cli.fail('benchmark.plot', '--json is required')
   documents = []
   for path in FLAGS.json:
     try:
@@ -190,11 +191,12 @@ def main(argv: Sequence[str]) -> None:
     except (OSError, json.JSONDecodeError) as e:
       sys.exit(f'benchmark.plot: error: {path}: {e}')
   try:
-    plot(documents, FLAGS.out)
+    plot(documents, FLAGS.output)
   except ValueError as e:
     sys.exit(f'benchmark.plot: error: {e}')
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main, program='benchmark.plot', doc=__doc__,
+          required=('output',), config=False)

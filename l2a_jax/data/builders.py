@@ -34,6 +34,7 @@ import pathlib
 from absl import logging
 import tensorflow_datasets as tfds
 
+from l2a_jax import console
 from l2a_jax.data import bvh_builder
 from l2a_jax.data import h36m_builder
 from l2a_jax.data import mpi_inf_3dhp_builder
@@ -100,9 +101,12 @@ def prepare(builder, manual_dir=None) -> None:
       # Progress bars would interleave with training logs.
       tfds.disable_progress_bar()
       try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, try_download_gcs=False))
+        # TFDS prints 'Downloading and preparing dataset Unknown size'; it
+        # goes to the log file (shown with --verbosity=1).
+        with console.printed_output_to_log():
+          builder.download_and_prepare(
+              download_config=tfds.download.DownloadConfig(
+                  manual_dir=manual_dir, try_download_gcs=False))
       except BaseException:
         # TFDS removes its unfinished temporary directory; drop the empty
         # config directory it leaves, so nothing half-made remains.

@@ -13,14 +13,13 @@ evaluation batches. Prints one JSON line.
 import json
 import os
 import platform
-import sys
 import time
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from l2a_jax import cli
+from l2a_jax import console
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Run config file (configs/*.py).', lock_config=True)
@@ -70,14 +69,15 @@ def measure(data_config, *, seed: int, num_batches: int,
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    cli.fail('throughput', f'unexpected arguments {argv[1:]}')
+  console.configure()
   config = _CONFIG.value
-  if config is None:
-    raise app.UsageError('--config is required')
   result = measure(config.data, seed=config.seed,
                    num_batches=_NUM_BATCHES.value, warmup=_WARMUP.value)
   print(json.dumps(result))
 
 
 if __name__ == '__main__':
-  app.run(main, argv=cli.resolve_config_path(sys.argv))
+  cli.run(main, program='throughput', doc=__doc__,
+          required=('config',))

@@ -1,9 +1,9 @@
 """Training and evaluation loop: `train_and_evaluate(config, workdir)`.
 
 Data parallelism is `jax.jit` over a one-axis device mesh (`sharding.py`):
-the parameters are created already replicated on every device (the init
-function is traced with `jax.eval_shape`, then run under `jax.jit` with
-`out_shardings`), the global batch is split over the 'data' axis, the
+the parameters are created already replicated on every device (shapes from
+`models.abstract_model`, the init run under `jax.jit` with `out_shardings`,
+`run_setup`), the global batch is split over the 'data' axis, the
 parameter and optimizer state are donated to the step, and the dropout key
 is `fold_in(key, step)`. The model is used functionally: `nnx.split` once,
 `nnx.merge(graphdef, params, rest)` inside the jitted step (the NNX

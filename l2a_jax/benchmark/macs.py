@@ -204,8 +204,8 @@ def count_macs(fn: Callable[..., Any], params: Any, *args: Any) -> MacCount:
 def count_model_macs(model_config, batch: int = 1) -> MacCount:
   """Forward-pass MACs of the model a `config.model` section describes.
 
-  The model is built abstractly (`nnx.eval_shape`, no weights allocated), so
-  full-size configs cost only the tracing time.
+  The model is built abstractly (`models.abstract_model`, no weights
+  allocated), so full-size configs cost only the tracing time.
 
   Args:
     model_config: the `config.model` section (`l2a_jax.models.create_model`).

@@ -1,4 +1,5 @@
-"""PyTorch reference of our L2A reconstruction (the twin of models/l2a.py).
+"""PyTorch reference of our L2A reconstruction (the twin of models/l2a.py,
+hpa_lpa.py and l2a_options.py).
 
 The same design and every `config.model` switch as the JAX model
 (l2a_design.md; configs/l2a_h36m.py documents the fields), written the plain

@@ -2,7 +2,8 @@
 
 One behaviour for all of `main`, `predict`, `convert_torch`, `benchmark`,
 `benchmark.plot`, `benchmark.l2a_costs` and `data.throughput`
-(`data.prepare` and `data.bvh` use argparse, which behaves the same way):
+(`data.prepare` and `data.bvh` use argparse: `--help` exits 0 there too and
+a bad argument exits 2, with argparse's usage line before the error):
 
 - `--help` (`-h`, `--helpshort`, `--helpfull`) prints the module's docstring
   and its flags and exits 0;

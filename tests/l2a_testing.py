@@ -25,22 +25,6 @@ import numpy as np
 
 from l2a_jax.models import l2a
 
-# XLA CPU compiles about twice as fast without the fusion emitters; tests
-# compile many small programs and run each once.
-FAST_COMPILE_FLAG = '--xla_cpu_use_fusion_emitters=false'
-
-
-def use_fast_cpu_compiles():
-  """Makes XLA compiles cheaper for tests.
-
-  Call at import time, before the first JAX computation of the process (the
-  XLA flag is read when the CPU backend starts; later it has no effect).
-  """
-  flags = os.environ.get('XLA_FLAGS', '')
-  if FAST_COMPILE_FLAG not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} {FAST_COMPILE_FLAG}'.strip()
-  jax.config.update('jax_disable_most_optimizations', True)
-
 _CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'configs',
                             'l2a_h36m.py')
 

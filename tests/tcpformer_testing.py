@@ -28,23 +28,12 @@ from l2a_jax import config_files
 from l2a_jax import models
 from l2a_jax.models import tcpformer
 
-# XLA CPU compiles about twice as fast without the fusion emitters (measured
-# by the L2A tests); the flag only works before the CPU backend starts.
-_FAST_COMPILE_FLAG = '--xla_cpu_use_fusion_emitters=false'
-
 FRAMES = 9
 DEPTH = 2
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
                         'configs')
 
-
-def use_fast_cpu_compiles():
-  """Makes XLA compiles cheaper; call at import, before any computation."""
-  flags = os.environ.get('XLA_FLAGS', '')
-  if _FAST_COMPILE_FLAG not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} {_FAST_COMPILE_FLAG}'.strip()
-  jax.config.update('jax_disable_most_optimizations', True)
 
 
 def model_config(frames: int = 243, **overrides) -> ml_collections.ConfigDict:

@@ -428,7 +428,6 @@ def _depth_spec(framework, variants, depths=(1, 2, 4)):
 
 def test_jax_memory_grows_with_depth_and_autodiff_costs_more():
   from l2a_jax.benchmark import jax_side as benchmark_jax  # pylint: disable=g-import-not-at-top
-  jax.config.update('jax_disable_most_optimizations', True)
   scan = benchmark_jax.measure_memory_vs_depth(
       _depth_spec('jax', ['scan'], depths=(1, 3)))['rows']
   autodiff = benchmark_jax.measure_memory_vs_depth(

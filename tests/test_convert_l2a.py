@@ -25,15 +25,15 @@ from l2a_jax import torch_reference
 import test_convert_torch as tcp_tests
 # pylint: enable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 
-jax.config.update('jax_disable_most_optimizations', True)
-
 _CONFIGS = config_files.load_sibling(
     str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'x.py'),
     'l2a_h36m')
 _FRAMES = 6
 
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Small programs compiled once each: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('one_torch_thread',
+                                     'unoptimised_compiles')
 
 
 def l2a_config(depth=2, scan_layers=True, **changes):

@@ -17,9 +17,6 @@ from l2a_jax import models
 
 torch = pytest.importorskip('torch')
 
-# Compile time dominates these small tests; codegen quality does not matter.
-jax.config.update('jax_disable_most_optimizations', True)
-
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from l2a_jax.torch_reference import tcpformer as torch_tcpformer
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -29,7 +26,9 @@ _CONFIGS = config_files.load_sibling(
     'tcpformer_h36m')
 
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Small programs compiled once each: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('one_torch_thread',
+                                     'unoptimised_compiles')
 
 
 def tiny_tcpformer_config(frames=9, scan_layers=True):

@@ -10,7 +10,8 @@ from l2a_jax.data import bvh
 from l2a_jax.data import cameras
 from l2a_jax.data import skeleton
 
-REAL_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'realdata'
+# Trimmed copies of the two CMU clips, in the repository (testdata/cmu/SOURCE.txt).
+REAL_DATA = pathlib.Path(__file__).resolve().parent / 'testdata' / 'cmu'
 # Bones whose two ends are rigidly linked in both CMU skeletons.
 RIGID_BONES = ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (11, 12),
                (12, 13), (14, 15), (15, 16))
@@ -260,13 +261,12 @@ def test_implausible_units_are_rejected():
 
 
 @pytest.mark.parametrize('name,naming,native_frames,fps50_frames', [
-    ('01_01', 'cmu_motionbuilder', 2751, 1146),
-    ('131_01', 'cmu_3dsmax', 994, 414),
+    # 361 frames at 120 fps, the first a T-pose; 360 frames at 120 fps.
+    ('01_01', 'cmu_motionbuilder', 360, 150),
+    ('131_01', 'cmu_3dsmax', 360, 150),
 ])
 def test_real_cmu_clips(name, naming, native_frames, fps50_frames):
   path = REAL_DATA / f'{name}.bvh'
-  if not path.exists():
-    pytest.skip(f'{path} not available')
   clip = bvh.read_bvh(path)
   mapping = bvh.detect_mapping(clip)
   assert mapping.name == naming

@@ -17,7 +17,8 @@ import pytest
 from l2a_jax.models import history_stack
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 BATCH, TOKENS, WIDTH, KEY_WIDTH = 2, 32, 16, 8
 

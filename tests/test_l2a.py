@@ -17,7 +17,8 @@ from l2a_jax.models import l2a
 from l2a_jax.models import l2a_options
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 # Max |y_bf16 - y_f32| / max |y_f32| measured on the tiny informative model
 # (docs/models.md, "bfloat16"): 1.7e-3 to 4.4e-3 over three seeds; the

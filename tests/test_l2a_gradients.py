@@ -6,10 +6,12 @@ drop path replayed by the custom VJP; rematerialisation keeps gradients.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 
 def test_default_scan_equals_unrolled_and_custom_vjp_equals_autodiff():

@@ -13,7 +13,6 @@ import numpy as np
 from l2a_jax.models import l2a
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
 
 DEPTHS = (4, 8, 16, 32)
 

@@ -15,7 +15,8 @@ import pytest
 from l2a_jax import models
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 SINGLE_SWITCHES = [
     {'hpa.mode': 'replace'},

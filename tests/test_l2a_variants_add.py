@@ -10,7 +10,8 @@ import pytest
 
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 CASES = {
     # H3 unnormalised, raw values (no LPA at all), no embedding slot, mean

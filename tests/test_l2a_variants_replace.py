@@ -7,7 +7,8 @@ import pytest
 
 import l2a_testing
 
-l2a_testing.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 CASES = {
     # H2 + H4 weights, bottleneck LPA (P3), channel softmax fusion,

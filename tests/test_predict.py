@@ -20,8 +20,6 @@ torch = pytest.importorskip('torch')
 from l2a_jax.torch_reference import tcpformer as torch_tcpformer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-jax.config.update('jax_disable_most_optimizations', True)
-
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG_FILE = _REPO / 'configs' / 'tcpformer_h36m.py'
 _CONFIGS = config_files.load_sibling(str(_CONFIG_FILE), 'tcpformer_h36m')
@@ -31,7 +29,9 @@ _TINY = {'depth': 2, 'dim': 16, 'num_heads': 2, 'dim_rep': 24,
 _FRAMES = 9
 
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Small programs compiled once each: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('one_torch_thread',
+                                     'unoptimised_compiles')
 
 
 def tiny_config():

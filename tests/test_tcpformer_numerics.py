@@ -14,7 +14,8 @@ from l2a_jax.models import tcpformer
 
 import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
 
-tt.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 # bfloat16 compute vs float32 on the randomised tiny model: measured max
 # |difference| / max |float32 output| of 1.0-1.4 % over seeds 0-4

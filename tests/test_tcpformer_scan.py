@@ -14,7 +14,8 @@ import pytest
 
 import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
 
-tt.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,8 @@ from l2a_jax.models import tcpformer
 
 import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
 
-tt.use_fast_cpu_compiles()
+# Many small programs, each run once: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 torch = pytest.importorskip('torch')
 torch_reference = pytest.importorskip('l2a_jax.torch_reference')

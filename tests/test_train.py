@@ -19,14 +19,8 @@ from l2a_jax.data import skeleton as skeleton_lib
 _CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _fast_compiles():
-  # Set here, not at import: pytest imports every test module before running
-  # any, and the flag must not leak into other modules' tests.
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# Small programs compiled once each: compile them cheaply.
+pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
 
 def _tiny_config():

@@ -1,9 +1,11 @@
 """End to end: `python -m l2a_jax.main` on the tiny config, 8 fake CPU devices.
 
 Each run is a subprocess, because the fake-device count must be set before
-JAX starts. Checks: 2 steps give finite losses, metrics and a checkpoint;
-a rerun resumes at the right step; the 8-device result equals the 1-device
-result for the same global batch.
+JAX starts. Checks: 2 steps give finite losses, metrics and a checkpoint and
+move every parameter tensor away from its initial value; a rerun resumes at
+the right step, and 2 steps + 1 resumed step equal 3 uninterrupted steps
+(parameters, optimizer state, data-iterator state); the 8-device result
+equals the 1-device result for the same global batch.
 """
 
 import json
@@ -15,9 +17,12 @@ import sys
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from l2a_jax import checkpointing
+from l2a_jax import config_files
+from l2a_jax import run_setup
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
 _TINY = _REPO / 'configs' / 'tiny.py'
@@ -107,24 +112,85 @@ def test_eight_devices_equal_one_device(runs):
                              [one_losses[s] for s in (1, 2)], rtol=1e-5)
   eight, _ = checkpointing.restore_params(runs['root'] / 'eight', step=2)
   one, _ = checkpointing.restore_params(runs['root'] / 'one', step=2)
-  initial_differs = False
   for a, b in zip(jax.tree.leaves(eight), jax.tree.leaves(one)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    initial_differs |= bool(np.any(a != 0))
-  assert initial_differs
 
 
-def test_rerun_resumes_at_the_saved_step(runs):
-  workdir = runs['root'] / 'eight'
-  before = len(_log(workdir))  # The rerun appends to the log.
-  rerun = _run(workdir, runs['data_dir'], runs['cache_dir'], 8,
+def _tiny_initial_params():
+  """The tiny config's initial parameters (pure dict of NumPy arrays)."""
+  config = config_files.load_sibling(str(_TINY), 'tiny').get_config()
+  mesh = run_setup.create_mesh(config)
+  return jax.tree.map(np.asarray, run_setup.init_params(config, mesh))
+
+
+def test_training_moves_every_parameter_tensor(runs):
+  initial = _tiny_initial_params()
+  trained, _ = checkpointing.restore_params(runs['root'] / 'one', step=2)
+  initial_flat = dict(jax.tree_util.tree_leaves_with_path(initial))
+  trained_flat = dict(jax.tree_util.tree_leaves_with_path(trained))
+  assert initial_flat.keys() == trained_flat.keys()
+  unchanged = [jax.tree_util.keystr(path) for path, value in
+               initial_flat.items()
+               if np.array_equal(value, trained_flat[path])]
+  # Every tensor gets a gradient after 2 AdamW steps (none is frozen).
+  assert not unchanged, unchanged
+
+
+def _raw_item(step_dir, item):
+  """A checkpoint item as saved, as a tree of NumPy arrays.
+
+  The target is read from the item's own metadata (shapes, dtypes) and
+  placed on this process's first device: the item was written on 8 fake
+  devices, this process has one.
+  """
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with ocp.StandardCheckpointer() as checkpointer:
+    metadata = checkpointer.metadata(step_dir / item)
+    tree = getattr(metadata, 'item_metadata', metadata)
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        tree)
+    return jax.tree.map(np.asarray,
+                        checkpointer.restore(step_dir / item, target))
+
+
+def test_resumed_run_equals_uninterrupted_run(runs):
+  resumed_dir = runs['root'] / 'eight'
+  before = len(_log(resumed_dir))  # The rerun appends to the log.
+  rerun = _run(resumed_dir, runs['data_dir'], runs['cache_dir'], 8,
                '--config.train.num_train_steps=3')
   assert 'Restored checkpoint step 2 (full)' in rerun.stderr
   # Only step 3 is trained after the resume.
-  assert sorted(_logged_losses(_log(workdir)[before:])) == [3]
-  assert (workdir / 'checkpoints' / '3' / 'params').exists()
-  results = json.loads((workdir / 'eval_metrics.json').read_text())
+  resumed_losses = _logged_losses(_log(resumed_dir)[before:])
+  assert sorted(resumed_losses) == [3]
+  results = json.loads((resumed_dir / 'eval_metrics.json').read_text())
   assert results['step'] == 3
+
+  straight_dir = runs['root'] / 'eight_three_steps'
+  straight = _run(straight_dir, runs['data_dir'], runs['cache_dir'], 8,
+                  '--config.train.num_train_steps=3')
+  assert 'Restored checkpoint' not in straight.stderr
+  straight_losses = _logged_losses(_log(straight_dir))
+  assert sorted(straight_losses) == [1, 2, 3]
+  np.testing.assert_array_equal(resumed_losses[3], straight_losses[3])
+  resumed = resumed_dir / 'checkpoints' / '3'
+  uninterrupted = straight_dir / 'checkpoints' / '3'
+  for item in ('params', 'opt_state'):
+    a, b = _raw_item(resumed, item), _raw_item(uninterrupted, item)
+    assert jax.tree.structure(a) == jax.tree.structure(b), item
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(x, y, err_msg=item)
+  # The data iterator's saved state (one JSON file per process; grain's
+  # commit marker holds the folder's own path and is left out).
+  resumed_iter = sorted(p for p in (resumed / 'data_iter').iterdir()
+                        if p.name != 'commit_success.txt')
+  assert resumed_iter
+  assert [p.name for p in resumed_iter] == sorted(
+      p.name for p in (uninterrupted / 'data_iter').iterdir()
+      if p.name != 'commit_success.txt')
+  for path in resumed_iter:
+    assert path.read_bytes() == (uninterrupted / 'data_iter' /
+                                 path.name).read_bytes(), path.name
 
 
 def test_eval_mode_reproduces_the_final_evaluation(runs):

@@ -662,3 +662,36 @@ def test_fuzzed_bvh_is_read_or_refused_with_one_error_type(text):
     except bvh.BvhError:
       return
   assert np.all(np.isfinite(poses))
+
+
+@pytest.mark.parametrize('case', ['frame_time_inf', 'frames_1e12',
+                                  'noise_nan', 'mapping_number'])
+def test_cli_subprocess_bad_input_is_one_line(tmp_path, case):
+  # The issue-15 input cases through the real command line: exit 1, one
+  # `error:` line on stderr, no traceback, no output file.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  text = _clip(STUDIO_TREE, frames=20, position_channels='absolute')
+  mapping = json.loads(json.dumps(bvh_testing.STUDIO_MAPPING))
+  extra = []
+  if case == 'frame_time_inf':
+    text = text.replace('Frame Time: 0.0083333', 'Frame Time: inf')
+  elif case == 'frames_1e12':
+    text = text.replace('Frames: 20', 'Frames: 1000000000000')
+  elif case == 'noise_nan':
+    extra = ['--noise_px', 'nan']
+  else:
+    mapping['joints']['l_knee'] = 5
+  source = tmp_path / 'clip.bvh'
+  source.write_text(text)
+  mapping_path = tmp_path / 'map.json'
+  mapping_path.write_text(json.dumps(mapping))
+  output = tmp_path / 'clip.npz'
+  result = subprocess.run(
+      [sys.executable, '-m', 'l2a_jax.data.bvh', '--input', str(source),
+       '--output', str(output), '--mapping', str(mapping_path)] + extra,
+      capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 1
+  err = result.stderr.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: '), result.stderr
+  assert not output.exists()

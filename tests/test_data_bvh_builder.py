@@ -10,6 +10,7 @@ import json
 import pathlib
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from l2a_jax.data import builders
 from l2a_jax.data import bvh
 from l2a_jax.data import bvh_builder
 from l2a_jax.data import cameras
+from l2a_jax.data import input_pipeline
 from l2a_jax.data import prepare
 from l2a_jax.data import skeleton
 
@@ -127,6 +129,15 @@ def test_rejected_files_are_skipped_with_a_warning(tmp_path, capsys):
                             'rejected: ')
 
 
+def _pipeline_config(tmp_path, corpus):
+  return ml_collections.ConfigDict(dict(
+      name='bvh_motion', builder_config=corpus,
+      data_dir=str(tmp_path / 'tfds'), train_split='train',
+      test_split='test', num_frames=8, train_stride=4, test_stride=8,
+      input_2d='detected', flip_augment=False, batch_size=2,
+      eval_batch_size=4, num_threads=0, prefetch_batches=1))
+
+
 def test_test_only_and_train_only_corpora(tmp_path, capsys):
   manual = tmp_path / 'bvh'
   for k in range(3):
@@ -140,11 +151,26 @@ def test_test_only_and_train_only_corpora(tmp_path, capsys):
                                    str(tmp_path / 'tfds'))
   assert list(test_only.info.splits) == ['test']
   assert len(_records(test_only, 'test')) == 12
+  # The pipeline evaluates it; its training stream says why it is empty.
+  datasets = input_pipeline.get_datasets(
+      _pipeline_config(tmp_path, 'new_motion'), seed=0, process_index=0,
+      process_count=1)
+  assert datasets.info.num_train_clips == 0
+  assert datasets.info.num_test_clips == 12 * 3  # 25 frames at 50 fps
+  batches = list(datasets.make_eval_iter())
+  assert sum(int(b['mask'].sum()) for b in batches) == 12 * 3
+  with pytest.raises(ValueError, match="has no 'train' split \\(a test-only "
+                     'corpus\\)'):
+    next(datasets.train_iter)
   (manual / bvh_builder.BVH_TEST_LIST_FILE).write_text('# none\n')
   code, out, _ = _prepare_cli(capsys, manual, tmp_path / 'tfds', '--name',
                               'train_only')
   assert code == 0, out
   assert out.endswith('train 12 videos, test 0 videos')
+  with pytest.raises(ValueError, match="has no 'test' split \\(a train-only "
+                     'corpus\\?\\); its splits: \\[\'train\'\\]'):
+    input_pipeline.get_datasets(_pipeline_config(tmp_path, 'train_only'),
+                                seed=0, process_index=0, process_count=1)
   # A pattern that matches nothing is an error naming the list.
   (manual / bvh_builder.BVH_TEST_LIST_FILE).write_text('walks/*\n')
   code, _, err = _prepare_cli(capsys, manual, tmp_path / 'tfds', '--name',

@@ -230,6 +230,31 @@ def test_mixed_skeletons_in_one_corpus(tmp_path, capsys):
   np.testing.assert_allclose(lengths[9], 112, atol=1)
 
 
+def test_folder_mapping_falls_back_to_builtin_detection(tmp_path, capsys):
+  # One mapping.json for the studio files, CMU files next to them: the CMU
+  # files lack its nodes and use the built-in mapping.
+  manual = tmp_path / 'flat'
+  _studio(manual, 'take1.bvh', 40, 1)
+  _mb(manual / 'cmu1.bvh', 60, 2)
+  _mb(manual / 'sub' / 'cmu2.bvh', 60, 3)
+  code, out, err = _prepare_cli(capsys, manual, tmp_path / 'tfds')
+  assert code == 0, err
+  assert out.endswith('train 8 videos, test 4 videos')
+  builder = builders.get_builder('bvh_motion', 'default',
+                                 str(tmp_path / 'tfds'))
+  records = _records(builder, 'train') + _records(builder, 'test')
+  assert {r['subject'].decode() for r in records} == {'take1', 'cmu1',
+                                                      'cmu2'}
+  # A file matching neither names both in its reason.
+  (manual / 'odd.bvh').write_text(bvh_testing.bvh_text(
+      ('Root', (0, 0, 0), [('Leg', (0, -40, 0), (0, -40, 0))]),
+      np.zeros((3, 3)), np.zeros((3, 2, 3))))
+  code, out, err = _prepare_cli(capsys, manual, tmp_path / 'tfds2')
+  assert code == 0
+  assert err[0].startswith(f'warning: skipped {manual}/odd.bvh: lacks nodes ')
+  assert f'of {manual}/mapping.json and matches no built-in naming' in err[0]
+
+
 def test_corpora_share_a_data_dir(tmp_path, capsys):
   first = tmp_path / 'first'
   _mb(first / 'a.bvh', 60, 1)

@@ -698,3 +698,20 @@ def test_cli_subprocess_bad_input_is_one_line(tmp_path, case):
   err = result.stderr.strip().splitlines()
   assert len(err) == 1 and err[0].startswith('error: '), result.stderr
   assert not output.exists()
+
+
+def test_disagreeing_position_channels_are_warned():
+  # Two joints of an 'absolute' file hold zeros: the majority wins and the
+  # two are named.
+  clip = bvh.parse_bvh(_clip(frames=4, position_channels='absolute'))
+  for name in ('LeftLeg', 'RightLeg'):
+    node = clip.names.index(name)
+    start = clip.channel_start[node]
+    clip.motion[:, start:start + 3] = 0
+  assert bvh.detect_position_channels(clip) == ('absolute',
+                                                ['LeftLeg', 'RightLeg'])
+  with pytest.warns(bvh.BvhWarning, match=r"x.bvh: position channels read "
+                    r"as 'absolute' .* but 2 joints \(LeftLeg, RightLeg\) "
+                    'look the other way'):
+    assert bvh.resolve_position_channels(
+        clip, bvh.detect_mapping(clip), 'x.bvh') == 'absolute'

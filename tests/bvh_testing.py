@@ -24,7 +24,8 @@ MB_TREE = ('Hips', (0, 0, 0), [
         ('Neck', (0, 0, 0), [('Neck1', (0, 1.7, 0), [
             ('Head', (0, 1.8, 0.1), (0, 1.8, 0))])]),
         ('LeftShoulder', (0, 0, 0), [('LeftArm', (3.2, 1.2, 0), [
-            ('LeftForeArm', (5, 0, 0), [('LeftHand', (4, 0, 0), (1, 0, 0))])])]),
+            ('LeftForeArm', (5, 0, 0), [
+                ('LeftHand', (4, 0, 0), (1, 0, 0))])])]),
         ('RightShoulder', (0, 0, 0), [('RightArm', (-3.2, 1.2, 0), [
             ('RightForeArm', (-5, 0, 0), [
                 ('RightHand', (-4, 0, 0), (-1, 0, 0))])])]),

@@ -18,7 +18,7 @@ on what the position channels of a joint hold (`position_channels`):
               non-root joints hold values near their OFFSET (their median
               over the clip is closer to OFFSET than to 0), else 'added'
 
-Joint mapping to Human3.6M (`BUILTIN_MAPPINGS`, chosen by the node names):
+Joint mapping to Human3.6M (`BUILTIN_SKELETONS`, chosen by the node names):
 the two CMU conversions (the MotionBuilder-friendly names of 01_01.bvh and
 the 3dsMax-friendly names of 131_01.bvh; CMU length unit = 56.444 mm), with
 joints placed where Human3.6M defines them (pelvis between the hip joints,
@@ -909,12 +909,12 @@ def resolve_position_channels(clip: BvhClip, mapping: H36mMapping,
   if dissenters:
     shown = ', '.join(dissenters[:5]) + (', ...' if len(dissenters) > 5
                                          else '')
+    near = 'their OFFSET' if convention == 'absolute' else '0'
     warnings.warn(BvhWarning(
         f'{source}: position channels read as {convention!r} (most joints '
-        f'hold values near {"their OFFSET" if convention == "absolute" else "0"}'
-        f'), but {len(dissenters)} joints ({shown}) look the other way; set '
-        '"position_channels" in a mapping file if this is wrong'),
-                  stacklevel=3)
+        f'hold values near {near}), but {len(dissenters)} joints ({shown}) '
+        'look the other way; set "position_channels" in a mapping file if '
+        'this is wrong'), stacklevel=3)
   return convention
 
 

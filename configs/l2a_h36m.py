@@ -158,8 +158,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.name = 'h36m'
   # TFDS builder config of the dataset (None = the builder's default; for
   # h36m: 'motionbert' | 'videopose3d_cpn' | 'videopose3d_gt'; bvh_motion:
-  # 'default' | 'noisy'). Leave None for 'synthetic': its config follows
-  # data.synthetic below.
+  # 'default' | 'noisy' | the corpus name given to `prepare --name`). Leave
+  # None for 'synthetic': its config follows data.synthetic below.
   config.data.builder_config = 'motionbert'
   # Root of prepared TFDS datasets; None = ~/tensorflow_datasets.
   config.data.data_dir = ml_collections.config_dict.placeholder(str)

@@ -346,7 +346,8 @@ def evaluate_checkpoint(
   results, sample = run_evaluation(
       eval_step, params, rest, datasets.make_eval_iter(), mesh, datasets.info,
       protocol=choose_protocol(config.data.name, datasets.info),
-      baseline_pose=mean_training_pose(datasets.train_dataset),
+      baseline_pose=(mean_training_pose(datasets.train_dataset)
+                     if datasets.info.num_train_clips else None),
       show_progress=jax.process_index() == 0,
   )
   results['step'] = int(meta.get('step', 0))

@@ -1,8 +1,8 @@
 """Tiny files in each real format, written here, through every TFDS builder.
 
 Each test writes a few videos in the published layout (MotionBERT pickle,
-VideoPose3D npz, P-STMO npz, BVH folder), prepares the dataset with
-`python -m l2a_jax.data.prepare`'s code path, reads it back with TFDS and
+VideoPose3D npz, P-STMO npz; BVH folders: test_data_bvh_builder.py),
+prepares the dataset with `python -m l2a_jax.data.prepare`'s code path, reads it back with TFDS and
 checks shapes, values and the normalisation of the input pipeline.
 """
 
@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 
 from l2a_jax.data import builders
-from l2a_jax.data import bvh
-from l2a_jax.data import bvh_builder
 from l2a_jax.data import cameras
 from l2a_jax.data import formats_3dhp
 from l2a_jax.data import formats_h36m
@@ -130,57 +128,6 @@ def write_pstmo(directory):
   np.savez(directory / formats_3dhp.PSTMO_TRAIN_FILE, data=train)
   np.savez(directory / formats_3dhp.PSTMO_TEST_FILE, data=test)
   return train, test
-
-
-_BVH_JOINTS = (  # name, parent, offset (CMU units), MotionBuilder names
-    ('Hips', None, (0, 0, 0)),
-    ('LeftUpLeg', 'Hips', (1.5, -1, 0)), ('LeftLeg', 'LeftUpLeg', (0, -7, 0)),
-    ('LeftFoot', 'LeftLeg', (0, -7, 0)),
-    ('RightUpLeg', 'Hips', (-1.5, -1, 0)),
-    ('RightLeg', 'RightUpLeg', (0, -7, 0)),
-    ('RightFoot', 'RightLeg', (0, -7, 0)),
-    ('Neck1', 'Hips', (0, 7, 0)), ('Head', 'Neck1', (0, 2, 0.3)),
-    ('LeftArm', 'Neck1', (3, -0.5, 0)), ('LeftForeArm', 'LeftArm', (0, -5, 0)),
-    ('LeftHand', 'LeftForeArm', (0, -4, 0)),
-    ('RightArm', 'Neck1', (-3, -0.5, 0)),
-    ('RightForeArm', 'RightArm', (0, -5, 0)),
-    ('RightHand', 'RightForeArm', (0, -4, 0)),
-)
-
-
-def write_bvh(path, frames, rng):
-  """A MotionBuilder-named BVH with random smooth rotations at 120 fps."""
-
-  def block(name, depth):
-    pad = '  ' * depth
-    _, _, offset = next(j for j in _BVH_JOINTS if j[0] == name)
-    head = 'ROOT' if depth == 0 else 'JOINT'
-    channels = ('6 Xposition Yposition Zposition' if depth == 0 else '3')
-    lines = [f'{pad}{head} {name}', pad + '{',
-             f'{pad}  OFFSET {offset[0]} {offset[1]} {offset[2]}',
-             f'{pad}  CHANNELS {channels} Zrotation Yrotation Xrotation']
-    children = [j[0] for j in _BVH_JOINTS if j[1] == name]
-    for child in children:
-      lines += block(child, depth + 1)
-    if not children:
-      lines += [f'{pad}  End Site', pad + '  {', f'{pad}    OFFSET 0 -1 0',
-                pad + '  }']
-    return lines + [pad + '}']
-
-  t = np.arange(frames)[:, None] / 120
-  angles = 15 * np.sin(2 * np.pi * (0.5 * t + rng.uniform(0, 1, (1, 45))))
-  motion = np.concatenate(
-      [np.column_stack([np.linspace(0, 10, frames), np.full(frames, 16),
-                        np.zeros(frames)]), angles], 1)
-  lines = ['HIERARCHY'] + block('Hips', 0) + [
-      'MOTION', f'Frames: {frames}', 'Frame Time: 0.0083333']
-  lines += [' '.join(f'{v:.5f}' for v in row) for row in motion]
-  path.write_text('\r\n'.join(lines) + '\r\n')
-
-
-# --------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------
 
 
 def _prepare(name, config, manual_dir, data_dir, allow_pickle=True):
@@ -474,41 +421,8 @@ def test_pstmo_3dhp_records_and_protocol(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# BVH motion and synthetic
+# Synthetic (BVH folders: test_data_bvh_builder.py)
 # --------------------------------------------------------------------------
-
-
-def test_bvh_motion_folder(tmp_path):
-  rng = np.random.default_rng(4)
-  manual = tmp_path / 'bvh'
-  (manual / 'sub').mkdir(parents=True)
-  write_bvh(manual / 'a.bvh', 130, rng)
-  write_bvh(manual / 'sub' / 'b.bvh', 100, rng)
-  write_bvh(manual / 'c.bvh', 90, rng)
-  (manual / bvh_builder.BVH_TEST_LIST_FILE).write_text('sub/b.bvh\n')
-  builder = _prepare('bvh_motion', 'default', manual, tmp_path / 'tfds')
-  train = _records(builder, 'train')
-  test = _records(builder, 'test')
-  assert len(train) == 2 * 4 and len(test) == 4
-  assert {r['subject'].decode() for r in test} == {'b'}
-  clip = bvh.read_bvh(manual / 'sub' / 'b.bvh')
-  expected = bvh.resample(bvh.to_h36m(clip, bvh.detect_mapping(clip)), 120,
-                          50)
-  for record in test:
-    assert record['keypoints_2d'].shape == (len(expected), 17, 3)
-    points = record['joints_3d'].astype(np.float64)
-    for parent, child in skeleton.H36M.bones:
-      np.testing.assert_allclose(
-          np.linalg.norm(points[:, child] - points[:, parent], axis=-1),
-          np.linalg.norm(expected[:, child] - expected[:, parent], axis=-1),
-          rtol=1e-4)
-    fx, fy, cx, cy = record['intrinsics'][:4]
-    np.testing.assert_allclose(
-        record['keypoints_2d'][..., :2],
-        points[..., :2] / points[..., 2:] * [fx, fy] + [cx, cy], atol=0.05)
-  noisy = _prepare('bvh_motion', 'noisy', manual, tmp_path / 'tfds')
-  confidence = _records(noisy, 'test')[0]['keypoints_2d'][..., 2]
-  assert confidence.mean() < 0.99
 
 
 def test_synthetic_builder_is_deterministic(tmp_path):

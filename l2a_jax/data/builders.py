@@ -12,8 +12,10 @@ Datasets (`name/config`):
   calibrated cameras (lens distortion included). Needs `allow_pickle`.
 - `mpi_inf_3dhp`: P-STMO's `data_train_3dhp.npz` / `data_test_3dhp.npz`
   (MPI-17 joint order). Needs `allow_pickle`.
-- `bvh_motion/default|noisy`: a folder of BVH files (`bvh.py`) seen by 4
-  virtual cameras, exact 2D or with 3 px detector-like noise.
+- `bvh_motion/default|noisy|<corpus>`: a folder of BVH files (`bvh.py`)
+  seen by 4 virtual cameras per segment, exact 2D or with 3 px
+  detector-like noise; a corpus name keeps several folders apart
+  (`bvh_builder.bvh_config`).
 - `synthetic/default|large|<custom>`: procedural motion (`synthetic.py`)
   seen by virtual cameras. No download.
 
@@ -70,6 +72,8 @@ def get_builder(name: str, config=None, data_dir=None, **kwargs):
     raise ValueError(f'unknown dataset {name!r}; expected one of '
                      f'{sorted(BUILDERS)}')
   cls = BUILDERS[name]
+  if name == 'bvh_motion' and isinstance(config, str):
+    config = bvh_builder.bvh_config(config)  # a predefined or corpus name
   if isinstance(config, str):
     known = [c.name for c in cls.BUILDER_CONFIGS]
     if config not in known:

@@ -346,6 +346,54 @@ def place_virtual_cameras(
   return cameras
 
 
+def segments_in_reach(
+    poses_world: np.ndarray,
+    *,
+    up_axis: int = 1,
+    radius_mm: float = 1500.0,
+    min_frames: int = 100,
+) -> list[tuple[int, int]]:
+  """Cuts a clip into segments whose root stays near one place.
+
+  Each segment runs from its first frame while the horizontal bounding box
+  of its root positions has a half-diagonal of at most `radius_mm` (every
+  root within `radius_mm` of the box centre), but at least `min_frames`
+  long; a shorter tail joins the segment before it. Cameras placed per
+  segment (`place_virtual_cameras`) then stay at Human3.6M-like distances
+  from the subject however far a clip travels.
+
+  Args:
+    poses_world: `[frames, joints, 3]` world mm; joint 0 is the root.
+    up_axis: index of the world up axis.
+    radius_mm: largest root distance from a segment's centre.
+    min_frames: shortest segment (a subject faster than 2 radius_mm per
+      min_frames leaves the radius within it).
+
+  Returns:
+    (start, end) frame ranges covering the clip in order.
+  """
+  horizontal = [a for a in range(3) if a != up_axis]
+  root = np.asarray(poses_world, np.float64)[:, 0, horizontal]
+  frames = len(root)
+  segments, start = [], 0
+  while start < frames:
+    low = high = root[start]
+    end = start + 1
+    while end < frames:
+      new_low = np.minimum(low, root[end])
+      new_high = np.maximum(high, root[end])
+      if (end - start >= min_frames
+          and np.linalg.norm(new_high - new_low) / 2 > radius_mm):
+        break
+      low, high, end = new_low, new_high, end + 1
+    segments.append((start, end))
+    start = end
+  if len(segments) > 1 and segments[-1][1] - segments[-1][0] < min_frames:
+    last = segments.pop()
+    segments[-1] = (segments[-1][0], last[1])
+  return segments
+
+
 def detector_noise(
     keypoints_px: np.ndarray,
     rng: np.random.Generator,
@@ -374,8 +422,9 @@ def detector_noise(
     float32 `[..., joints, 3]`: noisy x, y and confidence.
   """
   keypoints_px = np.asarray(keypoints_px, np.float64)
-  if sigma_px < 0:
-    raise ValueError(f'sigma_px must be >= 0, got {sigma_px}')
+  if not np.isfinite(sigma_px) or sigma_px < 0:
+    raise ValueError(f'sigma_px must be a finite number >= 0, got '
+                     f'{sigma_px}')
   if sigma_px == 0:
     confidence = np.ones(keypoints_px.shape[:-1] + (1,))
     return np.concatenate([keypoints_px, confidence], -1).astype(np.float32)

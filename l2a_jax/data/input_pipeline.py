@@ -555,6 +555,27 @@ def _resolve_builder(data_config):
   return builder
 
 
+class NoTrainingData:
+  """The training stream of a dataset without a train split: iterating it
+  raises a ValueError that says so (the dataset is for evaluation)."""
+
+  def __init__(self, where: str, split: str):
+    self._message = (f'{where} has no {split!r} split (a test-only corpus): '
+                     'evaluate on it (--mode=eval), or train on another')
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    raise ValueError(self._message)
+
+  def get_state(self):
+    return {}
+
+  def set_state(self, state):
+    del state
+
+
 def get_datasets(data_config, *, seed: int, process_index: int | None = None,
                  process_count: int | None = None) -> Datasets:
   """Builds the training and evaluation pipelines of `data_config`.
@@ -590,19 +611,35 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
 
   builder = _resolve_builder(data_config)
   where = builder.info.full_name
-  train_arrays = load_split(
-      builder.as_data_source(data_config.train_split),
-      input_2d=data_config.input_2d, with_mm=False,
-      where=f'{where} {data_config.train_split}')
+  # A test-only corpus (bvh_motion, test_files.txt `*`) has no train split:
+  # it can be evaluated, not trained on.
+  has_train = data_config.train_split in builder.info.splits
+  if data_config.test_split not in builder.info.splits:
+    raise ValueError(
+        f'{where} has no {data_config.test_split!r} split (a train-only '
+        f'corpus?); its splits: {sorted(builder.info.splits)}. Training '
+        'evaluates on the test split: give the corpus test files')
   test_arrays = load_split(
       builder.as_data_source(data_config.test_split),
       input_2d=data_config.input_2d, with_mm=True,
       where=f'{where} {data_config.test_split}')
-  train_clips = make_clips(train_arrays, num_frames=num_frames,
-                           stride=int(data_config.train_stride), train=True)
   test_clips = make_clips(test_arrays, num_frames=num_frames,
                           stride=int(data_config.test_stride), train=False)
-  if not len(train_clips) or not len(test_clips):
+  if has_train:
+    train_arrays = load_split(
+        builder.as_data_source(data_config.train_split),
+        input_2d=data_config.input_2d, with_mm=False,
+        where=f'{where} {data_config.train_split}')
+    train_clips = make_clips(train_arrays, num_frames=num_frames,
+                             stride=int(data_config.train_stride), train=True)
+  else:
+    logging.info('Data %s has no %r split: evaluation only.', where,
+                 data_config.train_split)
+    train_arrays = test_arrays
+    train_clips = dataclasses.replace(
+        test_clips, **{f.name: getattr(test_clips, f.name)[:0]
+                       for f in dataclasses.fields(test_clips)})
+  if (has_train and not len(train_clips)) or not len(test_clips):
     raise ValueError(f'{where}: no clips of {num_frames} frames')
 
   batch = data_config.batch_size // process_count
@@ -611,12 +648,16 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
       num_threads=int(data_config.num_threads),
       prefetch_buffer_size=int(data_config.prefetch_batches))
 
-  train = grain.MapDataset.source(ShuffledClipBatches(
-      len(train_clips), seed=seed, batch_size=batch,
-      process_index=process_index, process_count=process_count))
-  train = train.map(TrainBatch(
-      train_arrays, train_clips, num_frames, bool(data_config.flip_augment)))
-  train_dataset = train.to_iter_dataset(read_options)
+  if has_train:
+    train = grain.MapDataset.source(ShuffledClipBatches(
+        len(train_clips), seed=seed, batch_size=batch,
+        process_index=process_index, process_count=process_count))
+    train = train.map(TrainBatch(
+        train_arrays, train_clips, num_frames,
+        bool(data_config.flip_augment)))
+    train_dataset = train.to_iter_dataset(read_options)
+  else:
+    train_dataset = NoTrainingData(where, data_config.train_split)
 
   action_names = _action_names(test_arrays.video_actions)
   action_ids = np.array(

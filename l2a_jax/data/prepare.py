@@ -1,7 +1,8 @@
 r"""CLI: prepare a TFDS pose dataset (array_record, no TensorFlow).
 
   python -m l2a_jax.data.prepare --dataset NAME [--builder_config CONFIG] \
-      [--manual_dir DIR] --data_dir DIR [--allow_pickle] [--overwrite]
+      [--manual_dir DIR] --data_dir DIR [--allow_pickle] [--overwrite] \
+      [--name CORPUS] [--strict]
 
 NAME is one of h36m, mpi_inf_3dhp, bvh_motion, synthetic, optionally with
 the config after a slash (`h36m/videopose3d_cpn`). Source files and configs:
@@ -11,8 +12,12 @@ the config after a slash (`h36m/videopose3d_cpn`). Source files and configs:
                         DIR/data_2d_h36m_cpn_ft_h36m_dbb.npz
   h36m/videopose3d_gt   DIR/data_3d_h36m.npz
   mpi_inf_3dhp          DIR/data_train_3dhp.npz, DIR/data_test_3dhp.npz
-  bvh_motion/default    DIR/**/*.bvh (+ optional mapping.json,
-  bvh_motion/noisy      test_files.txt)
+  bvh_motion/default    DIR/**/*.bvh (+ optional mapping.json per folder,
+  bvh_motion/noisy      test_files.txt); --name CORPUS stores it as
+                        bvh_motion/CORPUS (CORPUS_noisy for noisy), so
+                        several BVH corpora share one data dir. Rejected
+                        files are skipped with a warning line each
+                        (--strict: the first one is an error).
   synthetic/default     nothing (generated)
   synthetic/large
 
@@ -24,9 +29,11 @@ Exit status 0 on success; on bad input one line `error: ...` and status 1.
 """
 
 import argparse
+import re
 import sys
 
 from l2a_jax.data import builders
+from l2a_jax.data import bvh_builder
 from l2a_jax.data import formats
 
 _MANUAL = ('h36m', 'mpi_inf_3dhp', 'bvh_motion')
@@ -60,6 +67,13 @@ def _parse(argv):
                       'containers); needed for h36m and mpi_inf_3dhp')
   parser.add_argument('--overwrite', action='store_true',
                       help='rebuild even if the dataset is already prepared')
+  parser.add_argument('--name', default=None,
+                      help='bvh_motion only: corpus name, stored as config '
+                      'CORPUS (or CORPUS_noisy with --builder_config noisy); '
+                      'train with data.builder_config=CORPUS')
+  parser.add_argument('--strict', action='store_true',
+                      help='bvh_motion only: fail at the first rejected file '
+                      'instead of skipping it with a warning')
   return parser.parse_args(argv)
 
 
@@ -70,6 +84,13 @@ def run(args) -> str:
     raise ValueError(f'--dataset {args.dataset} and --builder_config '
                      f'{args.builder_config} disagree')
   config = config or args.builder_config
+  kwargs = {'allow_pickle': args.allow_pickle}
+  if name == 'bvh_motion':
+    if args.name:
+      config = bvh_builder.corpus_config_name(args.name, config)
+    kwargs['strict'] = args.strict
+  elif args.name or args.strict:
+    raise ValueError(f'--name and --strict are for bvh_motion, not {name}')
   if name in _MANUAL and not args.manual_dir:
     raise ValueError(f'--dataset {name} needs --manual_dir (the folder with '
                      'the source files)')
@@ -77,18 +98,37 @@ def run(args) -> str:
     raise formats.PickleNotAllowedError(
         f'{name} source files are pickled Python objects; pass '
         '--allow_pickle to read them (restricted to NumPy arrays)')
-  builder = builders.get_builder(name, config, args.data_dir,
-                                 allow_pickle=args.allow_pickle)
+  builder = builders.get_builder(name, config, args.data_dir, **kwargs)
   if args.overwrite and builder.is_prepared():
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(builder.data_dir)
-    builder = builders.get_builder(name, config, args.data_dir,
-                                   allow_pickle=args.allow_pickle)
+    builder = builders.get_builder(name, config, args.data_dir, **kwargs)
   builders.prepare(builder, manual_dir=args.manual_dir)
+  for line in _bvh_warnings(builder):
+    print(f'warning: {line}', file=sys.stderr)
   splits = builder.info.splits
-  parts = [f'{split} {splits[split].num_examples} videos'
-           for split in ('train', 'test')]
+  parts = [f'{split} {splits[split].num_examples if split in splits else 0}'
+           ' videos' for split in ('train', 'test')]
+  skipped = len(getattr(builder, 'skipped', ()))
+  if skipped:
+    parts.append(f'{skipped} files skipped')
   return f'{builder.info.full_name} in {builder.data_dir}: ' + ', '.join(parts)
+
+
+def _bvh_warnings(builder) -> list[str]:
+  """One line per skipped BVH file, one per kind of repair warning."""
+  lines = [f'skipped {reason}'
+           for _, reason in getattr(builder, 'skipped', ())]
+  kinds = {}
+  for path, message in getattr(builder, 'notes', ()):
+    kind = message.removeprefix(f'{path}: ')
+    kind = re.sub(r'\d+ mm', 'N mm', kind)
+    kinds.setdefault(kind, []).append((path, message))
+  for kind, items in kinds.items():
+    first = items[0][1]
+    lines.append(first if len(items) == 1 else
+                 f'{first} (and {len(items) - 1} more files)')
+  return lines
 
 
 def main(argv=None) -> int:

@@ -45,3 +45,29 @@ def atomic_output(path: str | os.PathLike[str],
   except BaseException:
     temporary.unlink(missing_ok=True)
     raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
+  """Yields a temporary path for a library that writes by file name.
+
+  The same contract as `atomic_output` for writers that need a path with
+  the final suffix (imageio picks its format by the extension): the
+  temporary file `.NAME.<pid>.<random>.tmp.SUFFIX` becomes `path` on
+  success and is removed on failure.
+
+  Args:
+    path: the output file; its directory must exist.
+
+  Yields:
+    The temporary path (not yet created).
+  """
+  path = pathlib.Path(path)
+  temporary = path.with_name(
+      f'.{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}')
+  try:
+    yield temporary
+    os.replace(temporary, path)
+  except BaseException:
+    temporary.unlink(missing_ok=True)
+    raise

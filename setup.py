@@ -17,6 +17,7 @@ setuptools.setup(
         'etils',
         'flax>=0.12',
         'grain>=0.2.12',
+        'imageio',
         'jax>=0.8',
         'matplotlib',
         'ml-collections>=1.0',
@@ -31,6 +32,8 @@ setuptools.setup(
         # Install torch==2.13.0 explicitly *before* this extra (see README):
         # an unpinned resolve may pull a multi-GB CUDA build.
         'torch': ['torch'],
+        # MP4 renders and --video backgrounds of `predict`.
+        'video': ['imageio-ffmpeg'],
         'test': ['pytest', 'pytest-xdist', 'chex', 'hypothesis', 'torch'],
     },
 )

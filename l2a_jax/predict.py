@@ -34,6 +34,7 @@ is written.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import pathlib
 import sys
 
 from absl import flags
@@ -130,7 +131,7 @@ def main(argv: Sequence[str]) -> None:
       renderer = rendering.FrameRenderer(
           result.keypoints_2d, result.poses_3d, lifter.skeleton,
           result.image_size, result.units, result.filled_joints,
-          title=f'{args.input} (person {result.person})')
+          title=f'{pathlib.Path(args.input).name}, person {result.person}')
       try:
         rendering.render(args.render, renderer, fps=result.fps,
                          video=args.video, every=args.render_every)

@@ -62,6 +62,12 @@ float32 [K, F, 17, 3] (camera mm), `image_size` int32 [K, 2] (w, h),
 (world -> camera), `position` float32 [K, 3] (camera centre, world mm),
 `poses_world` float32 [F, 17, 3] (world mm) and `fps` (50). Warnings are
 printed as `warning: ...` lines on stderr.
+
+`--coco_json OUT.json [--camera K]` also writes camera K's pixel keypoints
+as a COCO-17 keypoint annotation file (`images` with width / height, one
+`annotations` record per frame, image ids = frame numbers), the input a
+2D detector would give `python -m l2a_jax.predict`. COCO's face points are
+placed around the Human3.6M head (`coco_keypoints`).
 """
 
 import argparse
@@ -1117,6 +1123,92 @@ def convert(input_path, output_path, *, num_cameras: int = 4, seed: int = 0,
   return arrays
 
 
+# COCO face points around the H36M head, in mm along the shoulder axis: the
+# eyes' midpoint is the H36M head joint (so the usual COCO -> H36M rule,
+# head = mean of the eyes, gives it back), the ears sit half-way between
+# nose and head.
+_EYE_OFFSET_MM = 32.0
+_EAR_OFFSET_MM = 75.0
+# COCO-17 joint -> H36M joint for the body joints.
+_COCO_FROM_H36M = {0: 9, 5: 11, 6: 14, 7: 12, 8: 15, 9: 13, 10: 16, 11: 4,
+                   12: 1, 13: 5, 14: 2, 15: 6, 16: 3}
+
+
+def coco_keypoints(poses_camera: np.ndarray) -> np.ndarray:
+  """H36M camera-space `[F, 17, 3]` mm -> COCO-17 camera-space `[F, 17, 3]`.
+
+  Body joints and the nose are the H36M joints; eyes are the H36M head
+  joint +-32 mm along the shoulder axis, ears the nose-head midpoint
+  +-75 mm.
+  """
+  poses = np.asarray(poses_camera, np.float64)
+  lateral = poses[:, 11] - poses[:, 14]  # right -> left shoulder
+  lateral /= np.maximum(np.linalg.norm(lateral, axis=-1, keepdims=True), 1e-6)
+  coco = np.zeros_like(poses)
+  for coco_joint, h36m_joint in _COCO_FROM_H36M.items():
+    coco[:, coco_joint] = poses[:, h36m_joint]
+  head, ear_centre = poses[:, 10], 0.5 * (poses[:, 9] + poses[:, 10])
+  coco[:, 1] = head + _EYE_OFFSET_MM * lateral   # left eye
+  coco[:, 2] = head - _EYE_OFFSET_MM * lateral   # right eye
+  coco[:, 3] = ear_centre + _EAR_OFFSET_MM * lateral
+  coco[:, 4] = ear_centre - _EAR_OFFSET_MM * lateral
+  return coco
+
+
+def write_coco_json(path, camera: cameras_lib.Camera,
+                    poses_camera: np.ndarray) -> int:
+  """Writes one camera's COCO-17 pixel keypoints (module docstring).
+
+  Returns:
+    The number of frames written.
+  """
+  pixels = cameras_lib.project(coco_keypoints(poses_camera), camera)
+  images, annotations = [], []
+  for frame, points in enumerate(pixels):
+    images.append({'id': frame, 'file_name': f'frame_{frame:06d}.png',
+                   'width': int(camera.width), 'height': int(camera.height)})
+    keypoints = np.concatenate([points, np.ones((17, 1))], -1)
+    annotations.append({
+        'id': frame, 'image_id': frame, 'category_id': 1, 'score': 1.0,
+        'num_keypoints': 17,
+        'keypoints': [round(float(v), 3) for v in keypoints.reshape(-1)]})
+  document = {'info': {'description': f'virtual camera {camera.name}, '
+                                      f'{TARGET_FPS:g} fps'},
+              'images': images, 'annotations': annotations,
+              'categories': [{'id': 1, 'name': 'person'}]}
+  path = pathlib.Path(path)
+  with atomic_output.atomic_output(path, 'w') as f:
+    json.dump(document, f)
+  return len(images)
+
+
+def _check_coco_arguments(args) -> None:
+  """Raises ValueError for a bad --camera / --coco_json before any work."""
+  if args.coco_json is None:
+    return
+  if not 0 <= args.camera < args.num_cameras:
+    raise ValueError(f'--camera: expected 0..{args.num_cameras - 1}, got '
+                     f'{args.camera}')
+  if not pathlib.Path(args.coco_json).parent.is_dir():
+    raise ValueError(f'--coco_json {args.coco_json}: output directory does '
+                     'not exist')
+
+
+def _export_coco(path, arrays: dict, k: int) -> None:
+  """Writes camera k of `convert`'s arrays as COCO-17 JSON."""
+  camera = cameras_lib.Camera(
+      name=f'virtual_{k}',
+      intrinsics=np.concatenate([
+          arrays['intrinsics'][k][[0, 1, 0, 1], [0, 1, 2, 2]],
+          np.zeros(5)]).astype(np.float64),
+      width=int(arrays['image_size'][k][0]),
+      height=int(arrays['image_size'][k][1]),
+      rotation=arrays['rotation'][k].astype(np.float64),
+      position=arrays['position'][k].astype(np.float64))
+  count = write_coco_json(path, camera, arrays['poses_3d'][k])
+  print(f'wrote {path}: camera {k}, {count} frames, COCO-17 pixel keypoints')
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m l2a_jax.data.bvh',
@@ -1139,14 +1231,21 @@ def main(argv=None) -> int:
                       'OFFSET, absolute (the full translation) or auto '
                       '(detected; default: the mapping file\'s setting, '
                       'else auto)')
+  parser.add_argument('--coco_json', default=None,
+                      help='also write camera --camera as COCO-17 JSON')
+  parser.add_argument('--camera', type=int, default=0,
+                      help='camera of --coco_json (default 0)')
   args = parser.parse_args(argv)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always', BvhWarning)
     try:
+      _check_coco_arguments(args)
       arrays = convert(args.input, args.output, num_cameras=args.num_cameras,
                        seed=args.seed, noise_px=args.noise_px,
                        mapping_path=args.mapping,
                        position_channels=args.position_channels)
+      if args.coco_json:
+        _export_coco(args.coco_json, arrays, args.camera)
     except (ValueError, OSError) as error:
       error_line = f'error: {" ".join(str(error).split())}'
     else:

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 from typing import Any
 
 import ml_collections
 import numpy as np
 
 from l2a_jax import cli
-from l2a_jax import config_files
 from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.data import transforms
 from l2a_jax.inference import errors
@@ -150,10 +148,10 @@ class Lifter:
       **kwargs: `stride`, `batch_size`, `flip_test` (see `__init__`).
     """
     if isinstance(config, str):
-      resolved = cli.resolve_config_path(['--config', config])[1]
-      path, _, arg = resolved.partition(':')
-      config = config_files.load_sibling(
-          path, pathlib.Path(path).stem).get_config(arg)
+      try:
+        config = cli.load_config_file(config)
+      except cli.UsageError as e:
+        raise errors.InputError(str(e)) from e
     model, _ = model_loading.load_model(config.model, workdir, step)
     return cls(model_loading.jitted_forward(model), config, **kwargs)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from l2a_jax import checkpointing
 from l2a_jax import convert_torch
+from l2a_jax import models
 from l2a_jax.inference import errors
 from l2a_jax.models import stacking
 
@@ -126,7 +127,7 @@ def load_model(model_config: ml_collections.ConfigDict,
     if diffs:
       raise errors.InputError(f'{source}: model config differs from '
                               '--config: ' + '; '.join(diffs))
-  abstract = convert_torch.abstract_model(model_config)
+  abstract = models.abstract_model(model_config)
   wanted = stacking.flatten_params(convert_torch.abstract_params_of(abstract))
   stacked = convert_torch.stacked_modules_of(abstract)
   flat = stacking.flatten_params(saved)

@@ -423,3 +423,29 @@ def test_coco_export_round_trips_through_the_conversion():
   # Limbs, nose and head come back exactly (x, y of camera space here).
   for j in (1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16):
     np.testing.assert_allclose(back[:, j, :2], poses[:, j, :2], atol=1e-3)
+
+
+def test_bvh_cli_writes_one_camera_as_coco_json(tmp_path):
+  from tests import test_data_bvh  # pylint: disable=g-import-not-at-top
+  joints = test_data_bvh._count_joints(test_data_bvh._MB_TREE)  # pylint: disable=protected-access
+  frames = np.random.default_rng(0).uniform(-10, 10, (60, 3 + 3 * joints))
+  frames[:, :3] = [0, 17, 0]
+  source = tmp_path / 'clip.bvh'
+  source.write_text(test_data_bvh.make_bvh(frames))
+  output, coco = tmp_path / 'clip.npz', tmp_path / 'clip_coco.json'
+  assert bvh.main(['--input', str(source), '--output', str(output),
+                   '--num_cameras', '2', '--coco_json', str(coco),
+                   '--camera', '1']) == 0
+  data = readers.read_keypoints(coco)
+  views = np.load(output)
+  assert data.image_size == tuple(views['image_size'][1])
+  assert data.assumed_format == 'coco'
+  assert data.tracks.shape == (1,) + views['keypoints_2d'].shape[1:]
+  back = keypoint_formats.to_h36m(data.tracks[0],
+                                  keypoint_formats.get('coco'))
+  limbs = list(skeleton_lib.H36M_LIMB_JOINTS)
+  np.testing.assert_allclose(back[:, limbs, :2],
+                             views['keypoints_2d'][1][:, limbs, :2],
+                             atol=0.01)
+  assert bvh.main(['--input', str(source), '--output', str(output),
+                   '--coco_json', str(coco), '--camera', '4']) == 1

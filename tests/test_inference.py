@@ -449,3 +449,43 @@ def test_bvh_cli_writes_one_camera_as_coco_json(tmp_path):
                              atol=0.01)
   assert bvh.main(['--input', str(source), '--output', str(output),
                    '--coco_json', str(coco), '--camera', '4']) == 1
+
+
+def test_render_over_video_frames(tmp_path):
+  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+  lifter, result = _result(frames=4)
+  # A stand-in video: saturated green frames of the keypoints' image size.
+  video = np.zeros((4, 1002 - 2, 1000, 3), np.uint8)
+  video[..., 1] = 255
+  iio.imwrite(tmp_path / 'in.mp4', video, plugin='FFMPEG', fps=25,
+              macro_block_size=1)
+  renderer = rendering.FrameRenderer(
+      result.keypoints_2d, result.poses_3d, lifter.skeleton,
+      result.image_size, result.units)
+  try:
+    with pytest.raises(errors.InputError, match=r'frames are 1000x1000, '
+                       r'the keypoints are for a 1000x1002 image'):
+      rendering.render(tmp_path / 'out.gif', renderer, fps=25,
+                       video=tmp_path / 'in.mp4')
+    video = np.zeros((3, 1002, 1000, 3), np.uint8)
+    video[..., 1] = 255
+    iio.imwrite(tmp_path / 'in.mp4', video, plugin='FFMPEG', fps=25,
+                macro_block_size=1)
+    with pytest.raises(errors.InputError, match='has 3 frames, the keypoints '
+                       'have 4'):
+      rendering.render(tmp_path / 'out.gif', renderer, fps=25,
+                       video=tmp_path / 'in.mp4')
+    video = np.zeros((4, 1002, 1000, 3), np.uint8)
+    video[..., 1] = 255
+    iio.imwrite(tmp_path / 'in.mp4', video, plugin='FFMPEG', fps=25,
+                macro_block_size=1)
+    rendering.render(tmp_path / 'out.gif', renderer, fps=25,
+                     video=tmp_path / 'in.mp4')
+  finally:
+    renderer.close()
+  frames = iio.imread(tmp_path / 'out.gif', index=None)
+  assert frames.shape[0] == 4
+  panel = frames[:, 60:340, 40:360].astype(int)
+  green = (panel[..., 1] > 200) & (panel[..., 0] < 80) & (panel[..., 2] < 80)
+  assert green.mean() > 0.5  # the video is behind the 2D skeleton
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['in.mp4', 'out.gif']

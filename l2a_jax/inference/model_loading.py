@@ -17,11 +17,11 @@ from typing import Any
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from l2a_jax import checkpointing
-from l2a_jax import convert_torch
 from l2a_jax import models
 from l2a_jax.inference import errors
 from l2a_jax.models import stacking
@@ -128,8 +128,8 @@ def load_model(model_config: ml_collections.ConfigDict,
       raise errors.InputError(f'{source}: model config differs from '
                               '--config: ' + '; '.join(diffs))
   abstract = models.abstract_model(model_config)
-  wanted = stacking.flatten_params(convert_torch.abstract_params_of(abstract))
-  stacked = convert_torch.stacked_modules_of(abstract)
+  wanted = stacking.flatten_params(nnx.state(abstract, nnx.Param))
+  stacked = tuple(getattr(type(abstract), 'STACKED_MODULES', ()))
   flat = stacking.flatten_params(saved)
   try:
     flat = relayout(flat, wanted, stacked)
@@ -139,7 +139,22 @@ def load_model(model_config: ml_collections.ConfigDict,
   params = stacking.unflatten_params(
       {k: np.asarray(v).astype(wanted[k].dtype, copy=False)
        for k, v in flat.items()})
-  return convert_torch.model_from_params(model_config, params), meta
+  return _model_with(model_config, abstract, params), meta
+
+
+def _model_with(model_config: ml_collections.ConfigDict,
+                abstract: nnx.Module, params: dict[str, Any]) -> nnx.Module:
+  """The model carrying `params`; only its non-parameter constants (e.g.
+  TCPFormer's fixed local layer scales) come from a jitted init, from which
+  XLA drops the unused random draws."""
+  graphdef, param_state, _ = nnx.split(abstract, nnx.Param, ...)
+
+  def constants():
+    built = models.create_model(model_config, nnx.Rngs(0))
+    return nnx.split(built, nnx.Param, ...)[2]
+
+  nnx.replace_by_pure_dict(param_state, jax.tree.map(jnp.asarray, params))
+  return nnx.merge(graphdef, param_state, jax.jit(constants)())
 
 
 def jitted_forward(model: nnx.Module):

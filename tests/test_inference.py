@@ -489,3 +489,20 @@ def test_render_over_video_frames(tmp_path):
   green = (panel[..., 1] > 200) & (panel[..., 0] < 80) & (panel[..., 2] < 80)
   assert green.mean() > 0.5  # the video is behind the 2D skeleton
   assert sorted(p.name for p in tmp_path.iterdir()) == ['in.mp4', 'out.gif']
+
+
+def test_bvh_npz_views_are_people_with_their_own_image_size(tmp_path):
+  lifter = lifter_lib.Lifter(_lift_xy, _config())
+  views = np.stack([_h36m_pixels(6, np.random.default_rng(k))
+                    for k in range(2)])
+  views[1, ..., 1] -= 150  # fits the 1000x700 image of view 1
+  path = tmp_path / 'views.npz'
+  np.savez(path, keypoints_2d=views,
+           image_size=np.array([[1000, 1002], [1000, 700]], np.int32))
+  result = lifter.lift_file(path, person=1)
+  assert result.image_size == (1000, 700) and result.num_people == 2
+  np.testing.assert_allclose(result.keypoints_2d, views[1], atol=1e-4)
+  np.savez(path, keypoints_2d=views, image_size=np.ones((3, 2)))
+  with pytest.raises(errors.InputError, match=r'expected \[W, H\] or '
+                     r'\[2, 2\] \(one per person\), got shape \(3, 2\)'):
+    lifter.lift_file(path)

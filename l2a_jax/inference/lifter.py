@@ -271,7 +271,10 @@ class Lifter:
             f'{data.keypoint_format}, --keypoint_format says '
             f'{keypoint_format}')
       layout = keypoint_format
+    index = tracking.select_person(data.tracks, data.scores, person, where)
     size = data.image_size
+    if isinstance(size, list):
+      size = size[index]
     if image_size is not None:
       given = readers.parse_image_size(image_size, '--image_size')
       if size is not None and size != given:
@@ -282,7 +285,6 @@ class Lifter:
     if size is None:
       raise errors.InputError(f'{where}: image_size: not in the file; pass '
                               '--image_size W,H (the video frame size)')
-    index = tracking.select_person(data.tracks, data.scores, person, where)
     result = self.lift(data.tracks[index],
                        keypoint_format=layout, image_size=size,
                        fps=data.fps if data.fps is not None else fps,

@@ -52,7 +52,9 @@ class KeypointInput:
     assumed_format: the layout assumed when neither the file nor the user
       says: by joint count, 17 joints = 'h36m' for arrays, 'coco' for
       detector results.
-    image_size: (W, H) in pixels, or None when the file does not say.
+    image_size: (W, H) in pixels, or one (W, H) per track (an `[N, 2]`
+      `image_size` field, e.g. the per-camera sizes of a BVH import), or
+      None when the file does not say.
     fps: frame rate, or None.
     source: the file or folder, for messages.
   """
@@ -61,7 +63,7 @@ class KeypointInput:
   scores: np.ndarray
   keypoint_format: str | None
   assumed_format: str
-  image_size: tuple[int, int] | None
+  image_size: tuple[int, int] | list[tuple[int, int]] | None
   fps: float | None
   source: str
 
@@ -83,6 +85,18 @@ def parse_image_size(value: Any, where: str) -> tuple[int, int]:
         f'{where}: image_size: expected two positive integers W,H, got '
         f'{value!r}') from None
   return int(size[0]), int(size[1])
+
+
+def _image_sizes(value: Any, num_tracks: int, where: str):
+  """An `image_size` field: [W, H], or [N, 2] with one row per track."""
+  array = np.asarray(value)
+  if array.ndim == 2 and array.shape == (num_tracks, 2):
+    return [parse_image_size(row, where) for row in array]
+  if array.size != 2:
+    raise errors.InputError(
+        f'{where}: image_size: expected [W, H] or [{num_tracks}, 2] (one per '
+        f'person), got shape {array.shape}')
+  return parse_image_size(array, where)
 
 
 def _check_format_name(value: Any, where: str) -> str:
@@ -148,7 +162,7 @@ def _from_arrays(fields: dict[str, Any], where: str) -> KeypointInput:
       keypoint_format=name,
       assumed_format=name or keypoint_formats.guess_format(
           array.shape[2], 'h36m', where),
-      image_size=(parse_image_size(fields['image_size'], where)
+      image_size=(_image_sizes(fields['image_size'], array.shape[0], where)
                   if 'image_size' in fields else None),
       fps=_fps(fields['fps'], where) if 'fps' in fields else None,
       source=where)

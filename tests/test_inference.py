@@ -2,6 +2,7 @@
 normalisation refusals, outputs and renders (stand-in forward functions)."""
 
 import json
+import pathlib
 
 import ml_collections
 import numpy as np
@@ -426,12 +427,9 @@ def test_coco_export_round_trips_through_the_conversion():
 
 
 def test_bvh_cli_writes_one_camera_as_coco_json(tmp_path):
-  from tests import test_data_bvh  # pylint: disable=g-import-not-at-top
-  joints = test_data_bvh._count_joints(test_data_bvh._MB_TREE)  # pylint: disable=protected-access
-  frames = np.random.default_rng(0).uniform(-10, 10, (60, 3 + 3 * joints))
-  frames[:, :3] = [0, 17, 0]
-  source = tmp_path / 'clip.bvh'
-  source.write_text(test_data_bvh.make_bvh(frames))
+  # A trimmed CMU clip kept in the repository (tests/testdata/cmu).
+  source = sorted(pathlib.Path(__file__).resolve().parent.joinpath(
+      'testdata', 'cmu').glob('131_01*.bvh'))[0]
   output, coco = tmp_path / 'clip.npz', tmp_path / 'clip_coco.json'
   assert bvh.main(['--input', str(source), '--output', str(output),
                    '--num_cameras', '2', '--coco_json', str(coco),

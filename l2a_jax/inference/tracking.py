@@ -134,6 +134,6 @@ def select_person(tracks: np.ndarray, scores: np.ndarray,
     return int(np.argmax(scores))
   if not 0 <= person < count:
     raise errors.InputError(
-        f'--person: expected 0..{count - 1} ({count} people in {where}), '
-        f'got {person}')
+        f'--person: expected 0..{count - 1} ({count} '
+        f'{"person" if count == 1 else "people"} in {where}), got {person}')
   return person

@@ -97,6 +97,28 @@ def _tensor_to_numpy(name: str, value: Any, path: str) -> np.ndarray:
   return value.numpy()
 
 
+def _load_failure(path: str, error: Exception) -> str:
+  """One line saying why `torch.load(weights_only=True)` failed on a file."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  reason = next((line for line in lines if 'Unsupported' in line
+                 or 'WeightsUnpickler error' in line), None)
+  if reason is None:
+    reason = lines[0] if lines else ''
+  reason = f'{type(error).__name__}: {reason}'[:300].rstrip(': ')
+  with open(path, 'rb') as f:
+    is_zip = f.read(4) == b'PK\x03\x04'
+  if isinstance(error, pickle.UnpicklingError):
+    return (f'{path}: not a valid PyTorch checkpoint: torch.load('
+            f'weights_only=True) refused it ({reason}); a file that needs '
+            'code to load is never run')
+  if is_zip:
+    return (f'{path}: not a valid PyTorch checkpoint (truncated or corrupted '
+            f'zip archive; torch.load(weights_only=True): {reason})')
+  return (f'{path}: not a valid PyTorch checkpoint (truncated, corrupted or '
+          f'another format; torch.load(weights_only=True): {reason})')
+
+
 def read_torch_checkpoint(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -120,15 +142,15 @@ def read_torch_checkpoint(
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such checkpoint file')
+  if os.path.getsize(path) == 0:
+    raise ConversionError(f'{path}: not a valid PyTorch checkpoint (empty '
+                          'file)')
   try:
     with torch.serialization.safe_globals(_numpy_scalar_globals()):
       obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-exception-caught
     # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause.
-    reason = str(e).strip().splitlines()[-1] if str(e).strip() else ''
-    raise ConversionError(
-        f'{path}: torch.load(weights_only=True) failed: '
-        f'{type(e).__name__}: {reason[:300]}') from e
+    raise ConversionError(_load_failure(path, e)) from e
   if not isinstance(obj, Mapping):
     raise ConversionError(
         f'{path}: expected a state_dict or a dict with key "model", got '
@@ -142,6 +164,13 @@ def read_torch_checkpoint(
   state = {str(k): _tensor_to_numpy(str(k), v, path) for k, v in obj.items()}
   if not state:
     raise ConversionError(f'{path}: the state_dict is empty')
+  non_finite = [k for k, v in state.items()
+                if np.issubdtype(v.dtype, np.inexact)
+                and not np.all(np.isfinite(v))]
+  if non_finite:
+    raise ConversionError(
+        f'{path}: NaN or Inf in {len(non_finite)} tensors '
+        f'({_listed(non_finite)}): refusing to convert')
   if all(k.startswith(DATA_PARALLEL_PREFIX) for k in state):
     state = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in state.items()}
   return state, info

@@ -38,6 +38,14 @@ from l2a_jax.data import skeleton as skeleton_lib
 
 EVAL_METRICS_FILE = 'eval_metrics.json'
 PICTURE_FILE = 'skeletons.png'
+# Metrics defined whenever there is a valid frame: NaN or Inf there means
+# the model produced non-finite poses (MPJVE / acceleration may be
+# undefined, e.g. with one frame, and are written as null).
+REQUIRED_FINITE = ('mpjpe_mm', 'p_mpjpe_mm', 'n_mpjpe_mm')
+
+
+class NonFiniteMetricError(FloatingPointError):
+  """An evaluation metric is NaN or Inf; nothing is written."""
 
 
 def flip_poses(poses: jax.Array, skeleton: skeleton_lib.Skeleton) -> jax.Array:
@@ -249,6 +257,12 @@ def run_evaluation(
   if accumulator is None:
     raise ValueError('the evaluation split yielded no batch')
   results = accumulator.results(protocol, info.skeleton)
+  bad = [k for k in REQUIRED_FINITE if not np.isfinite(results[k])]
+  if bad:
+    raise NonFiniteMetricError(
+        f'evaluation gave non-finite {", ".join(bad)} '
+        f'({results[bad[0]]}) over {results["num_frames"]} frames: the model '
+        'predicts NaN or Inf poses')
   if baseline_pose is not None:
     results['mean_pose_baseline_mpjpe_mm'] = baseline.results(
         protocol, info.skeleton)['mpjpe_mm']
@@ -338,7 +352,10 @@ def evaluate_checkpoint(
   datasets = run_setup.load_datasets(config)
   graphdef, abstract_params, rest = run_setup.abstract_model_state(
       config, mesh)
-  params, meta = checkpointing.restore_params(workdir, abstract_params, step)
+  # The same verified restore as predict: finite, checksums, same model
+  # config; the latest usable checkpoint when `step` is None.
+  params, meta = checkpointing.restore_params(
+      workdir, abstract_params, step, model_config=config.model)
   logging.info('Evaluating checkpoint step %s of %s.', meta.get('step'),
                workdir)
   eval_step = make_eval_step(graphdef, skeleton_lib.get(datasets.info.skeleton),

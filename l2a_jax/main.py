@@ -27,6 +27,7 @@ is one line and exit status 2, before JAX starts or the workdir is touched.
 
 import os
 import sys
+import traceback
 
 from absl import flags
 from absl import logging
@@ -85,6 +86,19 @@ def _log_to_workdir(workdir: str, process_index: int) -> None:
   console.log_to_file(os.path.join(os.path.abspath(workdir), name))
 
 
+def _from_storage_libraries(error: BaseException) -> bool:
+  """Whether an exception was raised inside Orbax or TensorStore."""
+  frames = traceback.extract_tb(error.__traceback__)
+  return any(f'{os.sep}{name}{os.sep}' in frame.filename
+             for frame in frames for name in ('orbax', 'tensorstore'))
+
+
+def _stop(message: str) -> None:
+  """One line and exit status 1; the traceback only with --verbosity=1."""
+  logging.debug('Stopped by:', exc_info=True)
+  sys.exit(f"error: {' '.join(message.split())}")
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail('main', f'unexpected arguments {argv[1:]}')
@@ -95,27 +109,39 @@ def main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from l2a_jax import evaluate  # pylint: disable=g-import-not-at-top
   from l2a_jax import progress  # pylint: disable=g-import-not-at-top
+  from l2a_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from l2a_jax import train  # pylint: disable=g-import-not-at-top
+  from l2a_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   progress.set_default_interval(_PROGRESS_SECONDS.value)
   maybe_initialize_distributed()
-  _log_to_workdir(_WORKDIR.value, jax.process_index())
+  try:
+    # Before anything is written there: parent chain, checkpoints/ a
+    # directory, writable.
+    workdir = workdir_lib.prepare(_WORKDIR.value, _MODE.value)
+  except (FileNotFoundError, workdir_lib.WorkdirError) as error:
+    _stop(str(error))
+  _log_to_workdir(workdir, jax.process_index())
   logging.info('JAX %s, Flax %s; process %d of %d; %d local / %d global '
                'devices: %s', jax.__version__, flax.__version__,
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
                jax.local_devices())
   try:
-    if _MODE.value == 'eval':
-      results = evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
-    else:
-      results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (train.NonFiniteError, ValueError, FileNotFoundError,
-          FileExistsError) as error:
-    # Bad input or a diverged run: one line and a non-zero exit; the
-    # traceback only with --verbosity=1.
-    logging.debug('Stopped by:', exc_info=True)
-    sys.exit(f'error: {error}')
+    # One run per workdir (per job in multi-process runs).
+    with workdir_lib.locked(workdir):
+      if _MODE.value == 'eval':
+        results = evaluate.evaluate_checkpoint(_CONFIG.value, workdir)
+      else:
+        results = train.train_and_evaluate(_CONFIG.value, workdir)
+  except (FloatingPointError, ValueError, OSError) as error:
+    # Bad input, a diverged run, an unusable workdir or checkpoint, a failed
+    # save (OSError covers disk full and permissions): one line.
+    _stop(str(error))
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    if not _from_storage_libraries(error):
+      raise  # A bug: keep the traceback.
+    _stop(checkpointing.one_line_cause(error))
   if jax.process_index() == 0:
     print(f'Final: {evaluate.summary_line(results)}')
     print(f'Metrics written to {_WORKDIR.value}/{evaluate.EVAL_METRICS_FILE}')

@@ -291,9 +291,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       workdir, keep=int(config.train.keep_checkpoints))
   start_step = 0
   if manager.latest_step() is not None:
+    # Verified (finite, checksums, same model config); falls back over
+    # unusable checkpoints with a warning each.
     restored = manager.restore(
         None, abstract_params=abstract_params,
         abstract_opt_state=abstract_opt_state, data_iter=datasets.train_iter,
+        model_config=config.model,
     )
     params = restored.params
     if restored.opt_state is None:
@@ -377,6 +380,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             step, {f'train_{k}': v for k, v in means.items()}, terminal=False)
         progress.set_postfix(loss=f"{means['loss']:.4g}")
         last_log_time, last_log_step = now, step
+        manager.check_for_errors()  # A failed background save stops here.
 
       eval_results = None
       if do_eval and step < total_steps:
@@ -402,6 +406,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       manager.save(step, params=params, opt_state=opt_state,
                    data_iter=train_iter, meta=_meta(config),
                    metrics=_best_metrics(final))
+    # The metrics file marks a finished run: only once the final checkpoint
+    # is complete on disk.
+    manager.wait_until_finished()
     evaluate.write_eval_metrics(workdir, final)
     if config.eval.write_picture:
       picture = evaluate.write_picture(workdir, sample, info.skeleton)
@@ -409,11 +416,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         logging.info('Wrote %s.', picture)
     logging.info('Final evaluation at step %d: %s', step,
                  evaluate.summary_line(final))
-    return final
-  finally:
+  except BaseException:
+    progress.close()
+    try:  # Waits for pending async saves; must not hide the first error.
+      manager.close()
+    except checkpointing.CheckpointSaveError as error:
+      logging.error('%s', error)
+    writer.close()
+    raise
+  else:
     progress.close()
     manager.close()  # Waits for pending async saves.
     writer.close()
+  return final
 
 
 def _best_metrics(results: Mapping[str, Any] | None) -> dict[str, float] | None:

@@ -48,7 +48,11 @@ def test_save_and_restore_params_round_trip(tmp_path):
 
   # No target: host NumPy arrays in a pure dict.
   restored, restored_meta = checkpointing.restore_params(tmp_path)
-  assert restored_meta == meta
+  assert {k: restored_meta[k] for k in meta} == meta
+  assert restored_meta['items'] == ['params']
+  assert set(restored_meta['checksums']['params']) == {
+      'layers/0/kernel', 'layers/0/bias', 'layers/1/kernel', 'layers/1/bias',
+      'norm/scale', 'norm/bias'}
   assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(restored))
   _assert_trees_equal(restored, params)
 

@@ -29,8 +29,12 @@ Exit status 0 on success; on bad input one line `error: ...` and status 1.
 """
 
 import argparse
+import json
+import pathlib
 import re
 import sys
+
+from l2a_jax import atomic_output
 
 from l2a_jax.data import builders
 from l2a_jax.data import bvh_builder
@@ -77,6 +81,37 @@ def _parse(argv):
   return parser.parse_args(argv)
 
 
+# Written next to a prepared manual dataset: which source files it was built
+# from, so that preparing again from other files is noticed.
+SOURCE_FILE = 'manual_source.json'
+
+
+def manual_source(manual_dir: str) -> dict:
+  """The identity of a --manual_dir: its files with size and mtime.
+
+  Raises:
+    ValueError: no such directory, or it holds no file.
+  """
+  directory = pathlib.Path(manual_dir)
+  if not directory.is_dir():
+    raise ValueError(f'--manual_dir {manual_dir}: no such directory')
+  files = {str(p.relative_to(directory)): [p.stat().st_size,
+                                           p.stat().st_mtime_ns]
+           for p in sorted(directory.rglob('*')) if p.is_file()}
+  if not files:
+    raise ValueError(f'--manual_dir {manual_dir} is empty: put the source '
+                     'files there (see --help)')
+  return {'manual_dir': str(directory.resolve()), 'files': files}
+
+
+def _recorded_source(builder) -> dict | None:
+  path = pathlib.Path(builder.data_dir) / SOURCE_FILE
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def run(args) -> str:
   """Prepares the dataset; returns a summary line. Raises on bad input."""
   name, _, config = args.dataset.partition('/')
@@ -98,12 +133,30 @@ def run(args) -> str:
     raise formats.PickleNotAllowedError(
         f'{name} source files are pickled Python objects; pass '
         '--allow_pickle to read them (restricted to NumPy arrays)')
+  source = manual_source(args.manual_dir) if name in _MANUAL else None
   builder = builders.get_builder(name, config, args.data_dir, **kwargs)
   if args.overwrite and builder.is_prepared():
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(builder.data_dir)
     builder = builders.get_builder(name, config, args.data_dir, **kwargs)
+  reused = builder.is_prepared()
+  note = ''
+  if reused and source is not None:
+    recorded = _recorded_source(builder)
+    if recorded is None:
+      note = (' (prepared earlier from unrecorded source files; pass '
+              '--overwrite to rebuild from --manual_dir)')
+    elif recorded.get('files') != source['files']:
+      raise ValueError(
+          f'{builder.data_dir} already holds {builder.info.full_name} '
+          f'prepared from {recorded.get("manual_dir")}, whose files differ '
+          f'from --manual_dir {source["manual_dir"]}: pass --overwrite to '
+          'rebuild it, or use another --data_dir')
   builders.prepare(builder, manual_dir=args.manual_dir)
+  if source is not None and not reused:
+    with atomic_output.atomic_output(
+        pathlib.Path(builder.data_dir) / SOURCE_FILE, 'w') as f:
+      json.dump(source, f, indent=1)
   for line in _bvh_warnings(builder):
     print(f'warning: {line}', file=sys.stderr)
   splits = builder.info.splits
@@ -112,7 +165,9 @@ def run(args) -> str:
   skipped = len(getattr(builder, 'skipped', ()))
   if skipped:
     parts.append(f'{skipped} files skipped')
-  return f'{builder.info.full_name} in {builder.data_dir}: ' + ', '.join(parts)
+  state = 'already prepared, reused' if reused else 'prepared'
+  return (f'{builder.info.full_name} in {builder.data_dir} ({state}): '
+          + ', '.join(parts) + note)
 
 
 def _bvh_warnings(builder) -> list[str]:

@@ -100,7 +100,9 @@ def one_line_cause(error: BaseException) -> str:
   """`Type: message` of an exception on one line, at most ~300 characters."""
   message = ' '.join(str(error).split())
   if len(message) > _MAX_CAUSE:
-    message = message[:_MAX_CAUSE] + ' ...'
+    # Library errors put the context first and the OS cause last: keep both.
+    half = _MAX_CAUSE // 2
+    message = f'{message[:half]} ... {message[-half:]}'
   return f'{type(error).__name__}: {message}' if message else (
       type(error).__name__)
 

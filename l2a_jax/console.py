@@ -57,6 +57,12 @@ def _is_noise(record: std_logging.LogRecord) -> bool:
   if record.levelno < std_logging.WARNING:
     # Third-party INFO: Orbax logs every file it writes, TFDS every step.
     return f'{os.sep}l2a_jax{os.sep}' not in pathname
+  if (f'{os.sep}orbax{os.sep}' in pathname
+      and record.levelno >= std_logging.ERROR):
+    # A failed save or restore: the program reports it as one `error:` line
+    # (checkpointing.CheckpointSaveError); Orbax's own error records and
+    # thread tracebacks go to the log file only.
+    return True
   message = record.getMessage()
   read_only = re.match(r'Given directory is read only=(.*)$', message)
   if read_only and not _writable(read_only.group(1)):

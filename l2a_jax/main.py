@@ -25,6 +25,7 @@ shows everything on the terminal too. A bad command line (unknown
 is one line and exit status 2, before JAX starts or the workdir is touched.
 """
 
+import logging as std_logging
 import os
 import sys
 import traceback
@@ -99,6 +100,27 @@ def _stop(message: str) -> None:
   sys.exit(f"error: {' '.join(message.split())}")
 
 
+def _quiet_closed_loop_callbacks() -> None:
+  """Keeps TensorStore's late callbacks after a failed save off stderr.
+
+  When an async save fails (e.g. the disk is full), TensorStore futures that
+  are still running call back into the asyncio loop Orbax has closed; Python
+  prints each 'Event loop is closed' as an unraisable-exception traceback.
+  The failure itself is reported as one `error:` line; everything else that
+  is unraisable is printed as usual.
+  """
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if (isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == 'Event loop is closed'):
+      logging.debug('After a failed save: %s', unraisable.exc_value)
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail('main', f'unexpected arguments {argv[1:]}')
@@ -115,6 +137,10 @@ def main(argv: list[str]) -> None:
 
   progress.set_default_interval(_PROGRESS_SECONDS.value)
   maybe_initialize_distributed()
+  _quiet_closed_loop_callbacks()
+  # A log file on a full disk must not print a traceback per record; the
+  # failure that matters is reported as the `error:` line.
+  std_logging.raiseExceptions = False
   try:
     # Before anything is written there: parent chain, checkpoints/ a
     # directory, writable.

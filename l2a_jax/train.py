@@ -422,7 +422,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       manager.close()
     except checkpointing.CheckpointSaveError as error:
       logging.error('%s', error)
-    writer.close()
+    try:
+      writer.close()
+    except OSError as error:  # E.g. the same full disk.
+      logging.error('Closing the event files in %s: %s', workdir, error)
     raise
   else:
     progress.close()

@@ -301,6 +301,32 @@ def test_workdir_checks(tmp_path, layout, message):
     workdir_lib.prepare(str(workdir))
 
 
+def test_read_only_workdir_is_one_line(tmp_path):
+  read_only = tmp_path / 'ro'
+  read_only.mkdir()
+  if os.geteuid() == 0:  # Root ignores permissions: a read-only mount.
+    mounted = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs',
+         str(read_only)], capture_output=True, check=False)
+    if mounted.returncode:
+      pytest.skip('root without mount rights: cannot make a read-only dir')
+  else:
+    read_only.chmod(0o555)
+  try:
+    with pytest.raises(workdir_lib.WorkdirError,
+                       match=f'^{read_only} is not writable \\('):
+      workdir_lib.prepare(str(read_only))
+    with pytest.raises(workdir_lib.WorkdirError,
+                       match=f'^--workdir {read_only / "run"}: cannot create '
+                       'it \\('):
+      workdir_lib.prepare(str(read_only / 'run'))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['umount', str(read_only)], check=True)
+    else:
+      read_only.chmod(0o755)
+
+
 # ---------------------------------------------------------------------------
 # convert_torch and data.prepare inputs (in process).
 # ---------------------------------------------------------------------------

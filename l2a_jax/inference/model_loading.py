@@ -26,26 +26,7 @@ from l2a_jax import models
 from l2a_jax.inference import errors
 from l2a_jax.models import stacking
 
-# Model fields that change how the model runs, not what it computes: a
-# checkpoint may be used with other values than it was trained with.
-EXECUTION_ONLY_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat',
-                         'recompute_attention', 'history_vjp', 'drop_path')
 _MAX_LISTED = 3
-
-
-def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any],
-                       prefix: str = '') -> list[str]:
-  """Fields present in both model configs whose values differ."""
-  diffs = []
-  for key in sorted(set(saved) & set(wanted)):
-    if not prefix and key in EXECUTION_ONLY_FIELDS:
-      continue
-    a, b = saved[key], wanted[key]
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-      diffs += config_differences(a, b, f'{prefix}{key}.')
-    elif a != b:
-      diffs.append(f'{prefix}{key}: {a!r} (checkpoint) vs {b!r} (config)')
-  return diffs
 
 
 def _stacked_depths(flat: Mapping[str, Any],
@@ -116,17 +97,18 @@ def load_model(model_config: ml_collections.ConfigDict,
     checkpoint's meta data.
 
   Raises:
-    InputError: the checkpoint does not belong to this model config.
+    InputError: the parameters do not fit this model config.
+    checkpointing.ModelConfigMismatchError: made with another model config.
+    checkpointing.UnusableCheckpointError: no usable checkpoint.
     FileNotFoundError: no checkpoint.
   """
-  saved, meta = checkpointing.restore_params(workdir, None, step)
+  # The verified restore shared with training and --mode=eval: finite
+  # arrays matching their recorded checksums, the same model config
+  # (execution-only fields aside), the latest usable checkpoint.
+  saved, meta = checkpointing.restore_params(workdir, None, step,
+                                             model_config=model_config)
   source = (f'{checkpointing.checkpoint_directory(workdir)}/'
             f'{meta.get("step", step)}')
-  if isinstance(meta.get('model'), Mapping):
-    diffs = config_differences(meta['model'], model_config.to_dict())
-    if diffs:
-      raise errors.InputError(f'{source}: model config differs from '
-                              '--config: ' + '; '.join(diffs))
   abstract = models.abstract_model(model_config)
   wanted = stacking.flatten_params(nnx.state(abstract, nnx.Param))
   stacked = tuple(getattr(type(abstract), 'STACKED_MODULES', ()))

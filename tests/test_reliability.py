@@ -528,3 +528,14 @@ def test_failing_save_is_one_line_and_keeps_earlier_checkpoints(trained,
   assert metrics['step'] == 4
   _, meta = checkpointing.restore_params(run)
   assert meta['step'] == 4
+
+
+def test_predict_never_returns_non_finite_poses():
+  from l2a_jax.inference import errors  # pylint: disable=g-import-not-at-top
+  from l2a_jax.inference import lifter  # pylint: disable=g-import-not-at-top
+  poses = np.zeros((2, 17, 3), np.float32)
+  np.testing.assert_array_equal(lifter._finite_output(poses, 'x'), poses)
+  poses[1, 3, 0] = np.inf
+  with pytest.raises(errors.InputError,
+                     match='clip.npz: the model output is NaN or Inf'):
+    lifter._finite_output(poses, 'clip.npz')

@@ -192,7 +192,8 @@ class Lifter:
     poses = sequence.lift_sequence(
         lambda clips: self._windows(clips, self.flip_test), inputs,
         self.num_frames, self.stride)
-    return transforms.root_relative(poses, self.skeleton.root)
+    return _finite_output(
+        transforms.root_relative(poses, self.skeleton.root), where)
 
   def lift_raw(self, inputs: np.ndarray, where: str = 'inputs') -> np.ndarray:
     """The model output for normalised `[F, J, dim_in]`, windows only.
@@ -202,9 +203,9 @@ class Lifter:
     """
     inputs = np.asarray(inputs, np.float32)
     self._check_model_input(inputs, where)
-    return sequence.lift_sequence(
+    return _finite_output(sequence.lift_sequence(
         lambda clips: self._windows(clips, False), inputs, self.num_frames,
-        self.stride)
+        self.stride), where)
 
   def lift(self, keypoints: np.ndarray, *, keypoint_format: str = 'h36m',
            image_size: tuple[int, int] | Any, fps: float | None = None,
@@ -292,3 +293,17 @@ class Lifter:
     result.person = index
     result.num_people = int(data.tracks.shape[0])
     return result
+
+
+def _finite_output(poses: np.ndarray, where: str) -> np.ndarray:
+  """`poses`, or InputError when the model produced NaN / Inf.
+
+  Finite inputs can still overflow inside the model (values near the float32
+  limit, far outside the normalised range); no NaN pose is ever written.
+  """
+  if not np.all(np.isfinite(poses)):
+    raise errors.InputError(
+        f'{where}: the model output is NaN or Inf (inputs far outside the '
+        'normalised range? largest |input| overflows float32 inside the '
+        'model)')
+  return poses

@@ -97,16 +97,19 @@ def load_model(model_config: ml_collections.ConfigDict,
     checkpoint's meta data.
 
   Raises:
-    InputError: the parameters do not fit this model config.
-    checkpointing.ModelConfigMismatchError: made with another model config.
+    InputError: made with another model config, or the parameters do not
+      fit this model config.
     checkpointing.UnusableCheckpointError: no usable checkpoint.
     FileNotFoundError: no checkpoint.
   """
   # The verified restore shared with training and --mode=eval: finite
   # arrays matching their recorded checksums, the same model config
   # (execution-only fields aside), the latest usable checkpoint.
-  saved, meta = checkpointing.restore_params(workdir, None, step,
-                                             model_config=model_config)
+  try:
+    saved, meta = checkpointing.restore_params(workdir, None, step,
+                                               model_config=model_config)
+  except checkpointing.ModelConfigMismatchError as e:
+    raise errors.InputError(str(e)) from e
   source = (f'{checkpointing.checkpoint_directory(workdir)}/'
             f'{meta.get("step", step)}')
   abstract = models.abstract_model(model_config)

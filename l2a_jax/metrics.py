@@ -35,6 +35,9 @@ AUC_THRESHOLDS_MM = tuple(float(t) for t in range(0, 151, 5))
 # Per-frame quantities accumulated by `FrameAccumulator`, each with its own
 # validity (velocity needs a previous frame, acceleration both neighbours).
 FRAME_METRICS = ('p_mpjpe', 'n_mpjpe', 'velocity', 'acceleration')
+# Per-axis errors (mean over joints of |pred - target| along x, y and depth,
+# root-relative, root included as 0 like MPJPE); keys `<name>_mm`.
+AXIS_NAMES = ('error_x', 'error_y', 'error_depth')
 
 _EPS = 1e-12
 
@@ -245,11 +248,13 @@ def eval_errors(pred_mm, target_mm):
     target_mm: same shape, root-relative ground truth in mm.
 
   Returns:
-    `{'joint': [batch, frames, joints], name: [batch, frames] for name in
-    FRAME_METRICS}`.
+    `{'joint': [batch, frames, joints], 'axis': [batch, frames, 3] (the
+    mean over joints of |pred - target| per axis x, y, depth), name:
+    [batch, frames] for name in FRAME_METRICS}`.
   """
   return {
       'joint': joint_errors(pred_mm, target_mm),
+      'axis': jnp.mean(jnp.abs(pred_mm - target_mm), axis=-2),
       'p_mpjpe': p_mpjpe_per_frame(pred_mm, target_mm),
       'n_mpjpe': n_mpjpe_per_frame(pred_mm, target_mm),
       'velocity': velocity_error_per_frame(pred_mm, target_mm),
@@ -280,6 +285,7 @@ class FrameAccumulator:
     self.num_test_frames = int(num_test_frames)
     self.action_names = tuple(action_names)
     self._joint_sum = np.zeros((num_test_frames, num_joints), np.float64)
+    self._axis_sum = np.zeros((num_test_frames, 3), np.float64)
     self._sums = {
         name: np.zeros(num_test_frames, np.float64) for name in FRAME_METRICS
     }
@@ -329,6 +335,8 @@ class FrameAccumulator:
       np.add.at(self._counts[name], ids, 1)
       if name == 'joint':
         np.add.at(self._joint_sum, ids, np.asarray(errors['joint'])[mask])
+        if 'axis' in errors:
+          np.add.at(self._axis_sum, ids, np.asarray(errors['axis'])[mask])
       else:
         np.add.at(self._sums[name], ids, np.asarray(errors[name])[mask])
     clip_action = np.broadcast_to(
@@ -340,6 +348,9 @@ class FrameAccumulator:
     covered = self._counts['joint'] > 0
     joint = self._joint_sum[covered] / self._counts['joint'][covered, None]
     per_frame = {'mpjpe': joint.mean(axis=-1)}
+    axis = self._axis_sum[covered] / self._counts['joint'][covered, None]
+    for index, name in enumerate(AXIS_NAMES):
+      per_frame[name] = axis[:, index]
     for name in ('p_mpjpe', 'n_mpjpe'):
       # NaN where a metric was not accumulated (e.g. a joints-only baseline).
       count = self._counts[name][covered]
@@ -358,7 +369,8 @@ class FrameAccumulator:
       skeleton: joint order ('h36m' | 'mpi'), for the PCK joint subset.
 
     Returns:
-      `{'mpjpe_mm', 'p_mpjpe_mm', 'n_mpjpe_mm', 'mpjve_mm', 'accel_error_mm',
+      `{'mpjpe_mm', 'p_mpjpe_mm', 'n_mpjpe_mm', 'error_x_mm', 'error_y_mm',
+      'error_depth_mm', 'mpjve_mm', 'accel_error_mm',
       'pck_150mm', 'auc', 'num_frames', 'protocol', 'per_action'}`;
       `per_action` maps action names to their frame-mean metrics (empty
       without action names); with 'action_mean' the frame means are also
@@ -383,6 +395,8 @@ class FrameAccumulator:
           'mpjpe_mm': _mean(per_frame['mpjpe'][frame_mask]),
           'p_mpjpe_mm': _mean(per_frame['p_mpjpe'][frame_mask]),
           'n_mpjpe_mm': _mean(per_frame['n_mpjpe'][frame_mask]),
+          **{f'{name}_mm': _mean(per_frame[name][frame_mask])
+             for name in AXIS_NAMES},
           'pck_150mm': pck(joint[frame_mask][:, pck_joints]),
           'auc': auc(joint[frame_mask][:, pck_joints]),
       }

@@ -5,7 +5,7 @@ the parameters are created already replicated on every device (shapes from
 `models.abstract_model`, the init run under `jax.jit` with `out_shardings`,
 `run_setup`), the global batch is split over the 'data' axis, the
 parameter and optimizer state are donated to the step, and the dropout key
-is `fold_in(key, step)`. The model is used functionally: `nnx.split` once,
+is `fold_in(dropout_key(seed), step)`, a stream of its own. The model is used functionally: `nnx.split` once,
 `nnx.merge(graphdef, params, rest)` inside the jitted step (the NNX
 performance guide's recipe; `nnx.jit` would walk the object graph on every
 call).
@@ -54,6 +54,19 @@ class NonFiniteError(FloatingPointError):
 # ---------------------------------------------------------------------------
 # Durations.
 # ---------------------------------------------------------------------------
+
+
+# Folded into `key(seed)` to start the dropout / drop-path key stream. The
+# parameter initialisation draws `fold_in(key(seed), n)` for n = 0, 1, ...
+# (`nnx.Rngs(seed)`), so the step-th dropout key must not be
+# `fold_in(key(seed), step)`; one extra fold_in with this constant gives an
+# independent stream.
+DROPOUT_STREAM = 0x64726F70  # 'drop'
+
+
+def dropout_key(seed: int) -> jax.Array:
+  """The root of the drop-path keys; step s uses `fold_in(root, s)`."""
+  return jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM)
 
 
 def total_train_steps(config: ml_collections.ConfigDict,
@@ -329,17 +342,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   eval_step = evaluate.make_eval_step(graphdef, skeleton,
                                       config.eval.flip_test, mesh)
   protocol = evaluate.choose_protocol(config.data.name, info)
-  key = jax.random.key(config.seed)
+  key = dropout_key(config.seed)
   pending = _PendingMetrics()
   eval_results = None
+  # Closed-form baselines on the training split, saved so that `--mode=eval`
+  # on other data scores them against the data the model was trained on.
+  baseline_params, fitted_on = evaluate.fit_baselines(datasets)
+  evaluate.write_baselines(workdir, baseline_params, fitted_on)
 
-  def run_eval(max_batches: int, baseline_pose=None):
+  def run_eval(max_batches: int):
     start = time.perf_counter()
     results, sample = evaluate.run_evaluation(
         eval_step, params, rest, datasets.make_eval_iter(), mesh, info,
         protocol=protocol, max_batches=max_batches,
-        baseline_pose=baseline_pose, show_progress=is_main)
+        baseline_params=baseline_params, show_progress=is_main)
     results['eval_seconds'] = time.perf_counter() - start
+    results['baselines_fitted_on'] = fitted_on
     return results, sample
 
   step = start_step
@@ -396,8 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     progress.close()
 
     # Final evaluation on the whole test set, then the last checkpoint.
-    final, sample = run_eval(
-        -1, evaluate.mean_training_pose(datasets.train_dataset))
+    final, sample = run_eval(-1)
     final['step'] = step
     writer.write_scalars(step, {
         f'eval_{k}': v for k, v in final.items()

@@ -34,7 +34,8 @@ Batches (docs/architecture.md, "Batch contract"):
          targets float32 [b, T, 17, 3] (root-relative, normalised).
   eval:  + mask bool [b], targets_mm float32 [b, T, 17, 3] (root-relative
          mm), scale_to_mm float32 [b, T], valid bool [b, T], frame_id int64
-         [b, T] (index into the test split's frames), action_id int32 [b].
+         [b, T] (index into the test split's frames), action_id int32 [b],
+         zero_depth_scale float32 [b, T, 2] (`SplitArrays`).
 
 Normalisation (per video, image width w and height h):
   2D: x / w * 2 - 1, y / w * 2 - h / w; confidence kept.
@@ -125,12 +126,14 @@ class Datasets:
       a fresh iterator from the start).
     make_eval_iter: returns a fresh iterator over the evaluation batches.
     info: dataset facts.
+    train_arrays: the training split in memory (fits the baselines).
   """
 
   train_iter: grain.DatasetIterator
   train_dataset: grain.IterDataset
   make_eval_iter: Callable[[], Iterator[dict[str, np.ndarray]]]
   info: DatasetInfo
+  train_arrays: 'SplitArrays | None' = None
 
 
 @dataclasses.dataclass
@@ -142,6 +145,11 @@ class SplitArrays:
     targets: float32 [N, J, 3] root-relative normalised targets.
     targets_mm: float32 [N, J, 3] root-relative mm (None if not loaded).
     scale_to_mm: float32 [N] (None if not loaded).
+    zero_depth_scale: float32 [N, 2] (None if not loaded): per frame, the
+      factors (x, y) that turn root-relative normalised 2D offsets into
+      target units with zero relative depth (`baselines.py`): 1 for
+      image-space labels, (Z_root / fx, Z_root / fy) for camera-space labels
+      with a known camera, 0 where the camera is unknown.
     valid: bool [N].
     video_bounds: int64 [V, 2] (start, end) frame range of each video.
     video_actions: the action name of each video.
@@ -156,6 +164,7 @@ class SplitArrays:
   video_bounds: np.ndarray
   video_actions: list[str]
   skeleton: skeleton_lib.Skeleton
+  zero_depth_scale: np.ndarray | None = None
 
   @property
   def num_frames(self) -> int:
@@ -201,6 +210,7 @@ def load_split(source, *, input_2d: str, with_mm: bool,
   if num_records == 0:
     raise ValueError(f'{where}: the split is empty')
   inputs, targets, targets_mm, scales, valids = [], [], [], [], []
+  zero_depth_scales = []
   bounds, actions, skeleton = [], [], None
   start = 0
   for i in range(num_records):
@@ -244,9 +254,16 @@ def load_split(source, *, input_2d: str, with_mm: bool,
               'joints_2.5d_image, so it cannot be evaluated in mm')
         targets_mm.append(transforms.root_relative(mm, skeleton.root))
         scales.append(factor * np.float32(width / 2))
+        zero_depth_scales.append(np.ones((frames, 2), np.float32))
       else:
         targets_mm.append(transforms.root_relative(joints, skeleton.root))
         scales.append(np.full((frames,), width / 2, np.float32))
+        focal = np.asarray(record['intrinsics'], np.float64)[:2]
+        if np.all(focal > 0):
+          root_depth = joints[:, skeleton.root, 2:3].astype(np.float64)
+          zero_depth_scales.append((root_depth / focal).astype(np.float32))
+        else:
+          zero_depth_scales.append(np.zeros((frames, 2), np.float32))
     bounds.append((start, start + frames))
     actions.append(record['action'])
     start += frames
@@ -258,7 +275,8 @@ def load_split(source, *, input_2d: str, with_mm: bool,
       inputs=concat(inputs), targets=concat(targets),
       targets_mm=concat(targets_mm), scale_to_mm=concat(scales),
       valid=concat(valids), video_bounds=np.array(bounds, np.int64),
-      video_actions=actions, skeleton=skeleton)
+      video_actions=actions, skeleton=skeleton,
+      zero_depth_scale=concat(zero_depth_scales))
 
 
 @dataclasses.dataclass
@@ -508,6 +526,7 @@ class EvalBatch(grain.transforms.Map):
         'mask': mask,
         'targets_mm': arrays.targets_mm[index],
         'scale_to_mm': arrays.scale_to_mm[index],
+        'zero_depth_scale': arrays.zero_depth_scale[index],
         'valid': valid,
         'frame_id': np.where(mask[:, None], index, -1).astype(np.int64),
         'action_id': np.where(
@@ -695,4 +714,5 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
                'process %d of %d', where, info.num_train_clips,
                info.num_test_clips, num_frames, process_index, process_count)
   return Datasets(train_iter=iter(train_dataset), train_dataset=train_dataset,
-                  make_eval_iter=make_eval_iter, info=info)
+                  make_eval_iter=make_eval_iter, info=info,
+                  train_arrays=train_arrays)

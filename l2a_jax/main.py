@@ -170,7 +170,10 @@ def main(argv: list[str]) -> None:
     _stop(checkpointing.one_line_cause(error))
   if jax.process_index() == 0:
     print(f'Final: {evaluate.summary_line(results)}')
-    print(f'Metrics written to {_WORKDIR.value}/{evaluate.EVAL_METRICS_FILE}')
+    directory = _WORKDIR.value
+    if _MODE.value == 'eval':
+      directory = f'{directory}/{evaluate.eval_folder_name(_CONFIG.value.data)}'
+    print(f'Metrics written to {directory}/{evaluate.EVAL_METRICS_FILE}')
 
 
 if __name__ == '__main__':

@@ -41,10 +41,15 @@ from l2a_jax import optim
 from l2a_jax import progress as progress_lib
 from l2a_jax import run_setup
 from l2a_jax import sharding
+from l2a_jax import visualize
 from l2a_jax.data import skeleton as skeleton_lib
 
 # Batch fields the train step reads.
 TRAIN_KEYS = ('inputs', 'targets')
+
+
+# Loss and evaluation MPJPE over steps, for readers without TensorBoard.
+CURVES_FILE = 'training_curves.png'
 
 
 class NonFiniteError(FloatingPointError):
@@ -360,6 +365,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     results['baselines_fitted_on'] = fitted_on
     return results, sample
 
+  # (step, value) pairs of this process's run for training_curves.png (a
+  # resumed run draws the steps since the restart).
+  curves = {'loss': [], 'eval_mpjpe': []}
   step = start_step
   train_iter: Iterator[Mapping[str, np.ndarray]] = datasets.train_iter
   progress = progress_lib.Progress(total_steps, initial=step, unit='step',
@@ -399,6 +407,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         progress.set_postfix(loss=f"{means['loss']:.4g}")
         last_log_time, last_log_step = now, step
         manager.check_for_errors()  # A failed background save stops here.
+        curves['loss'].append((step, means['loss']))
 
       eval_results = None
       if do_eval and step < total_steps:
@@ -407,6 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             f'eval_{k}': v for k, v in eval_results.items()
             if isinstance(v, (int, float))})
         last_log_time = time.perf_counter()  # Do not count eval time.
+        curves['eval_mpjpe'].append((step, eval_results['mpjpe_mm']))
       if do_ckpt and step < total_steps:
         manager.save(step, params=params, opt_state=opt_state,
                      data_iter=train_iter, meta=_meta(config),
@@ -416,6 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     # Final evaluation on the whole test set, then the last checkpoint.
     final, sample = run_eval(-1)
     final['step'] = step
+    curves['eval_mpjpe'].append((step, final['mpjpe_mm']))
     writer.write_scalars(step, {
         f'eval_{k}': v for k, v in final.items()
         if isinstance(v, (int, float))})
@@ -431,6 +442,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       picture = evaluate.write_picture(workdir, sample, info.skeleton)
       if picture:
         logging.info('Wrote %s.', picture)
+      if is_main and curves['loss']:
+        visualize.plot_training_curves(
+            curves, epath.Path(workdir) / CURVES_FILE,
+            baselines={name: table['mpjpe_mm']
+                       for name, table in final['baselines'].items()})
     logging.info('Final evaluation at step %d: %s', step,
                  evaluate.summary_line(final))
   except BaseException:

@@ -187,3 +187,50 @@ def plot_clip(
   temporary.write_bytes(buffer.getvalue())
   temporary.replace(path)
   return str(path)
+
+
+def plot_training_curves(
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | os.PathLike[str],
+    *,
+    baselines: dict[str, float] | None = None,
+) -> str:
+  """Training loss and evaluation MPJPE over steps (two panels).
+
+  Args:
+    curves: `{'loss': [(step, mean loss)], 'eval_mpjpe': [(step, mm)]}`.
+    path: PNG file to write (temporary name, then renamed).
+    baselines: `{name: MPJPE mm}` drawn as horizontal lines on the MPJPE
+      panel.
+
+  Returns:
+    The path written.
+  """
+  fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+  if curves.get('loss'):
+    steps, values = zip(*curves['loss'])
+    ax_loss.plot(steps, values, color=_PRED_COLOR, marker='.')
+  ax_loss.set_xlabel('step')
+  ax_loss.set_ylabel('training loss (normalised units)')
+  ax_loss.set_yscale('log')
+  ax_loss.set_title('training loss', fontsize=10)
+  if curves.get('eval_mpjpe'):
+    steps, values = zip(*curves['eval_mpjpe'])
+    ax_eval.plot(steps, values, color=_PRED_COLOR, marker='o', label='model')
+  for (name, value), style in zip(sorted((baselines or {}).items()),
+                                  ('--', ':', '-.')):
+    ax_eval.axhline(value, color='#666666', linestyle=style,
+                    label=f'{name} baseline')
+  ax_eval.set_xlabel('step')
+  ax_eval.set_ylabel('test MPJPE (mm)')
+  ax_eval.set_title('evaluation MPJPE', fontsize=10)
+  ax_eval.legend(fontsize=8)
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=80)
+  plt.close(fig)
+  path = epath.Path(path)
+  temporary = path.with_name(f'{path.name}.tmp')
+  temporary.write_bytes(buffer.getvalue())
+  temporary.replace(path)
+  return str(path)

@@ -104,6 +104,7 @@ def test_batch_contract_and_normalisation(data_dir):
               'mask': ((6,), np.bool_),
               'targets_mm': ((6, T, 17, 3), np.float32),
               'scale_to_mm': ((6, T), np.float32),
+              'zero_depth_scale': ((6, T, 2), np.float32),
               'valid': ((6, T), np.bool_),
               'frame_id': ((6, T), np.int64),
               'action_id': ((6,), np.int32)}

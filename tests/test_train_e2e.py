@@ -195,13 +195,23 @@ def test_resumed_run_equals_uninterrupted_run(runs):
 
 def test_eval_mode_reproduces_the_final_evaluation(runs):
   workdir = runs['root'] / 'one'
-  trained = json.loads((workdir / 'eval_metrics.json').read_text())
-  (workdir / 'eval_metrics.json').unlink()
+  trained_text = (workdir / 'eval_metrics.json').read_text()
+  trained = json.loads(trained_text)
   result = _run(workdir, runs['data_dir'], runs['cache_dir'], 1,
                 '--mode=eval')
   assert 'Evaluating checkpoint step 2' in result.stderr
-  evaluated = json.loads((workdir / 'eval_metrics.json').read_text())
+  # Its own folder, named after the dataset; the run's file is untouched.
+  assert (workdir / 'eval_metrics.json').read_text() == trained_text
+  folder = [p for p in workdir.iterdir() if p.name.startswith('eval_')]
+  assert [p.name for p in folder] == ['eval_synthetic_test'], folder
+  evaluated = json.loads((folder[0] / 'eval_metrics.json').read_text())
   assert evaluated['step'] == 2
+  assert set(evaluated) == set(trained)  # eval_seconds included.
+  assert evaluated['baselines_fitted_on'] == trained['baselines_fitted_on']
   for key in ('mpjpe_mm', 'p_mpjpe_mm', 'mpjve_mm', 'num_frames',
-              'mean_pose_baseline_mpjpe_mm'):
+              'mean_pose_baseline_mpjpe_mm', 'error_depth_mm'):
     np.testing.assert_allclose(evaluated[key], trained[key], rtol=1e-6)
+  for name in ('linear', 'mean_pose', 'zero_depth'):
+    np.testing.assert_allclose(evaluated['baselines'][name]['mpjpe_mm'],
+                               trained['baselines'][name]['mpjpe_mm'],
+                               rtol=1e-6)

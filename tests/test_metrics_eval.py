@@ -63,14 +63,20 @@ def test_eval_metrics_json_is_strict_and_replaced(tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['eval_metrics.json']
 
 
-def test_skeleton_picture_is_a_png(tmp_path):
-  rng = np.random.default_rng(2)
-  target = rng.normal(size=(3, 17, 3)) * 300
-  path = visualize.plot_skeletons(target + 20, target, skeleton_lib.H36M,
-                                  tmp_path / 'pose.png', title='test')
-  data = (tmp_path / 'pose.png').read_bytes()
-  assert path.endswith('pose.png')
-  assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 10_000
-  with pytest.raises(ValueError, match='frames, joints, 3'):
-    visualize.plot_skeletons(target[0], target[0], skeleton_lib.H36M,
-                             tmp_path / 'bad.png')
+def test_clip_picture_and_training_curves_are_pngs(tmp_path):
+  rng = np.random.default_rng(3)
+  target = rng.normal(size=(5, 17, 3)) * 300
+  inputs = rng.uniform(-0.5, 0.5, size=(5, 17, 3))
+  visualize.plot_clip(inputs, target + 20, target, skeleton_lib.H36M,
+                      tmp_path / 'clip.png', title='clip')
+  visualize.plot_training_curves(
+      {'loss': [(10, 1.0), (20, 0.5)], 'eval_mpjpe': [(20, 90.0)]},
+      tmp_path / 'curves.png', baselines={'linear': 60.0})
+  for name in ('clip.png', 'curves.png'):
+    data = (tmp_path / name).read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5_000
+  with pytest.raises(ValueError, match='one shape'):
+    visualize.plot_clip(inputs[:4], target, target, skeleton_lib.H36M,
+                        tmp_path / 'bad.png')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['clip.png',
+                                                        'curves.png']

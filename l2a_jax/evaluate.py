@@ -372,7 +372,7 @@ def summary_line(results: Mapping[str, Any]) -> str:
             f"{table['p_mpjpe_mm']:.1f} mm (x {table['error_x_mm']:.1f}, y "
             f"{table['error_y_mm']:.1f}, depth {table['error_depth_mm']:.1f})")
 
-  parts = [f'model {numbers(results)}']
+  parts = [numbers(results)]
   for name, label in (('linear', 'linear lifter'), ('mean_pose', 'mean pose'),
                       ('zero_depth', 'zero-depth back-projection')):
     if name in results.get('baselines', {}):

@@ -39,6 +39,14 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # Compute dtype ('float32' | 'bfloat16') and parameter dtype.
   model.dtype = 'float32'
   model.param_dtype = 'float32'
+  # Attention kernel: 'auto' (cuDNN's fused flash attention for bfloat16 /
+  # float16 on an NVIDIA GPU, 'xla' elsewhere) | 'xla' | 'cudnn' (the two
+  # implementations of jax.nn.dot_product_attention; 'cudnn' needs an NVIDIA
+  # GPU and bfloat16 / float16) | 'lean' (the hand-written einsum pipeline
+  # with float32 probabilities). 'xla' and 'lean' keep q, k, v and one
+  # probability map per attention for the backward pass; 'cudnn' keeps no
+  # map (docs/models.md, "Attention").
+  model.attention_impl = 'auto'
   # Scan the 16 layer pairs over stacked parameters (False: unrolled loop).
   model.scan_layers = True
   # Rematerialisation per layer pair: 'none' | 'block' (keep only each

@@ -32,6 +32,10 @@ def _load_model_config(name: str, frames: int) -> ml_collections.ConfigDict:
   return benchmark.load_config(f'{CONFIGS / name}.py:frames={frames}').model
 
 
+def _load_config(name: str, frames: int) -> ml_collections.ConfigDict:
+  return benchmark.load_config(f'{CONFIGS / name}.py:frames={frames}')
+
+
 def _run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1',
              JAX_PLATFORMS='cpu')
@@ -93,14 +97,16 @@ def test_tcpformer_full_size_macs_match_the_published_count():
   # tcpformer_spec.md section 7: 108.60 G linear-layer MACs per clip.
   assert abs(count.linear / 1e9 - 108.60) < 0.01
   # Activation products per layer pair, by hand from the architecture.
-  t, j, c, h = 243, 17, 128, 8
+  t, j, c = 243, 17, 128
   proxy = t // 3
   per_pair = (
       4 * t * j * j * c  # two spatial attentions: q k^T and attn v
       + 4 * j * t * t * c  # two temporal attentions
       + 3 * 2 * j * (t // 3)**2 * c  # three chunked local attentions
       + 2 * 2 * j * proxy * t * c  # proxy <-> sequence cross attentions
-      + h * j * t * proxy * t  # aggregation A2 @ A1
+      # PAM's path through the proxy, A_pim (A_pum v): both maps recomputed
+      # from their queries and keys and applied to values (no A2 @ A1).
+      + 2 * 2 * j * proxy * t * c
       + 2 * 2 * j * t * t * c)  # map_sa_self and the PAM attention
   assert count.full == count.linear + 16 * per_pair
 
@@ -421,9 +427,50 @@ def _depth_spec(framework, variants, depths=(1, 2, 4)):
       'dtype': 'float32', 'batch': 2, 'steps': 1, 'warmup': 0, 'seed': 0,
       'fp32_matmul': 'highest', 'model': model.to_dict(),
       'loss': {'mpjpe': 1.0, 'n_mpjpe': 0.5, 'velocity': 20.0},
-      'optim': {'learning_rate': 1e-3, 'weight_decay': 0.01},
+      'optim': _load_config('l2a_h36m', 9).optim.to_dict(),
       'depths': list(depths), 'variants': variants,
   }
+
+
+def test_benchmark_times_exactly_the_trainers_step():
+  from l2a_jax import optim  # pylint: disable=g-import-not-at-top
+  from l2a_jax import sharding  # pylint: disable=g-import-not-at-top
+  from l2a_jax import train  # pylint: disable=g-import-not-at-top
+  from l2a_jax.benchmark import jax_side  # pylint: disable=g-import-not-at-top
+  from l2a_jax.data import skeleton  # pylint: disable=g-import-not-at-top
+  config = _load_config('tcpformer_h36m', 81)
+  config.model.update(dict(depth=1, dim=16, num_heads=2, dim_rep=16,
+                           num_frames=9))
+  # A schedule with warmup and clipping: the benchmark must use them too.
+  config.optim.update(dict(warmup_steps=3, grad_clip_norm=1.0,
+                           accumulation_steps=1))
+  spec = {'model': config.model.to_dict(), 'dtype': 'float32',
+          'loss': config.loss.to_dict(), 'optim': config.optim.to_dict()}
+  model_config = jax_side.model_config_for(spec)
+  graphdef, params, rest = nnx.split(models.abstract_model(model_config),
+                                     nnx.Param, ...)
+  params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+  mesh = sharding.create_mesh(config.mesh)
+  tx, schedule = optim.create_optimizer(
+      config.optim, jax_side.SCHEDULE_STEPS_PER_EPOCH,
+      jax_side.SCHEDULE_TOTAL_STEPS)
+  trainer_step = train.make_train_step(graphdef, tx, schedule, config,
+                                       skeleton.get('h36m').parents, mesh)
+  benchmark_step, _, benchmark_tx = jax_side.make_steps(graphdef, spec, mesh)
+  opt_state = jax.eval_shape(tx.init, params)
+  assert jax.tree.structure(jax.eval_shape(benchmark_tx.init, params)) == (
+      jax.tree.structure(opt_state))
+  clips = jax.ShapeDtypeStruct((2, 9, 17, 3), jnp.float32)
+  args = (params, opt_state, {'inputs': clips, 'targets': clips}, rest,
+          jax.random.key(0), jax.ShapeDtypeStruct((), jnp.int32))
+  benchmark_hlo = benchmark_step.lower(*args).as_text()
+  assert benchmark_hlo == trainer_step.lower(*args).as_text()
+  # And the step is the trainer's, not a look-alike: its metrics.
+  out = jax.eval_shape(benchmark_step, *args)[2]
+  assert {'loss', 'grad_norm', 'learning_rate', 'loss_limb_gt'} <= set(out)
+  # The config's optimizer is taken whole, accumulation off.
+  accumulating = dict(spec, optim={**spec['optim'], 'accumulation_steps': 4})
+  assert jax_side.trainer_config(accumulating).optim.accumulation_steps == 1
 
 
 def test_jax_memory_grows_with_depth_and_autodiff_costs_more():

@@ -82,7 +82,7 @@ MACS_CONVENTION = (
     'per clip (one sample of num_frames frames), forward pass; '
     'macs_linear: matrix products with a parameter operand (Linear layers); '
     'macs_full: all matrix products (Linear + attention scores, '
-    'attention-weighted values, TCPFormer aggregation, HPA depth '
+    'attention-weighted values (TCPFormer PAM: A_pim (A_pum v)), HPA depth '
     'attention), no elementwise work; counted from the JAX jaxpr '
     '(l2a_jax.benchmark.macs), the same numbers on every row of a model')
 MFU_CONVENTION = (
@@ -251,8 +251,10 @@ def base_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {
       'model': config.model.to_dict(),
       'loss': {name: float(config.loss[name]) for name in LOSS_TERMS},
-      'optim': {'learning_rate': float(config.optim.learning_rate),
-                'weight_decay': float(config.optim.weight_decay)},
+      # The whole section: the JAX side builds the trainer's optax chain and
+      # schedule from it (the PyTorch side reads learning_rate and
+      # weight_decay).
+      'optim': config.optim.to_dict(),
       **run_settings(),
   }
 

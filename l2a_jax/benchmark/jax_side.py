@@ -1,9 +1,10 @@
 """JAX side of the benchmark: a real training step and an inference step.
 
-The training step is what `train.py` runs: `value_and_grad` of the loss
-(MPJPE + 0.5 N-MPJPE + 20 velocity with the config's weights) through the
-model, an optax AdamW update, jitted with the parameters and optimizer state
-donated. Inference is the deterministic forward pass. Both are compiled
+The training step is the trainer's own: `train.make_train_step` built
+from the benchmarked config's `loss` and `optim` sections (every loss term,
+the optax chain with its learning-rate schedule, the data-mesh shardings,
+parameters and optimizer state donated; accumulation off, see
+`trainer_config`). Inference is the deterministic forward pass. Both are compiled
 ahead of time (`jit(...).lower(...).compile()`), so the compile time is
 measured on its own and the compiled memory analysis is available before
 anything runs.
@@ -21,10 +22,15 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from l2a_jax import losses
 from l2a_jax import models
+from l2a_jax import optim
+from l2a_jax import sharding
+from l2a_jax import train
+from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.benchmark import common
 from l2a_jax.benchmark import profiling
 
@@ -56,59 +62,75 @@ def model_config_for(spec: dict[str, Any], **changes: Any
   return ml_collections.ConfigDict(model)
 
 
-def benchmark_loss(pred: jax.Array, target: jax.Array,
-                   weights: dict[str, float]) -> jax.Array:
-  """The default training objective, float32 scalar.
+# The learning-rate schedule needs an epoch length; the value only sets
+# which learning rate the timed steps use, not their cost.
+SCHEDULE_STEPS_PER_EPOCH = 1000
+SCHEDULE_TOTAL_STEPS = 100 * SCHEDULE_STEPS_PER_EPOCH
+
+
+def trainer_config(spec: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The run config the trainer's step is built from, out of a spec.
+
+  `model` (with the run's dtype), `loss` (every term of `losses.TERMS`) and
+  `optim` (the config's whole `optim` section: optimizer, schedule, weight
+  decay mask, gradient clipping) as in the benchmarked config, except
+  `optim.accumulation_steps = 1`: one timed step is one optimizer update on
+  `spec['batch']` clips, as on the PyTorch side.
+  """
+  loss = {name: float(spec['loss'].get(name, 0.0)) for name in losses.TERMS}
+  return ml_collections.ConfigDict({
+      'model': model_config_for(spec).to_dict(),
+      'loss': loss,
+      'optim': {**spec['optim'], 'accumulation_steps': 1},
+  })
+
+
+def make_steps(graphdef: nnx.GraphDef, spec: dict[str, Any],
+               mesh: jax.sharding.Mesh | None = None
+               ) -> tuple[Callable[..., Any], Callable[..., Any],
+                          optax.GradientTransformation]:
+  """The trainer's jitted training step and the inference step of one model.
+
+  The training step *is* `train.make_train_step` (same loss terms, optax
+  chain, learning-rate schedule, shardings and donation), built from
+  `trainer_config(spec)`.
 
   Args:
-    pred: `[batch, frames, joints, 3]` model output.
-    target: same shape.
-    weights: 'mpjpe', 'n_mpjpe' and 'velocity' weights (config.loss).
+    graphdef: the model's graph definition (`nnx.split`).
+    spec: the measurement spec (model, loss weights, optim section).
+    mesh: the data mesh (default: all devices, `config.mesh.data = -1`).
+
+  Returns:
+    (train_step, infer_step, optimizer):
+    `train_step(params, opt_state, batch, rest, key, step) -> (params,
+    opt_state, metrics)` exactly as the trainer calls it (params and
+    opt_state donated, `batch` = {'inputs', 'targets'});
+    `infer_step(params, rest, inputs) -> [batch, frames, joints, 3]`.
   """
-  pred = pred.astype(jnp.float32)
-  return (weights['mpjpe'] * losses.mpjpe(pred, target) +
-          weights['n_mpjpe'] * losses.n_mpjpe(pred, target) +
-          weights['velocity'] * losses.velocity(pred, target))
+  config = trainer_config(spec)
+  if mesh is None:
+    mesh = sharding.create_mesh(ml_collections.ConfigDict({'data': -1}))
+  tx, schedule = optim.create_optimizer(
+      config.optim, SCHEDULE_STEPS_PER_EPOCH, SCHEDULE_TOTAL_STEPS)
+  parents = skeleton_lib.get('h36m').parents
+  train_step = train.make_train_step(graphdef, tx, schedule, config, parents,
+                                     mesh)
+
+  def infer_step(params, rest, inputs):
+    return nnx.merge(graphdef, params, rest)(inputs)
+
+  return train_step, jax.jit(infer_step), tx
 
 
 def training_loss(graphdef: nnx.GraphDef, params: Any, rest: Any,
                   inputs: jax.Array, targets: jax.Array,
                   weights: dict[str, float]) -> jax.Array:
-  """`benchmark_loss` of the model (graphdef, params, rest) on one batch."""
-  return benchmark_loss(nnx.merge(graphdef, params, rest)(inputs), targets,
-                        weights)
-
-
-def make_steps(graphdef: nnx.GraphDef, spec: dict[str, Any]
-               ) -> tuple[Callable[..., Any], Callable[..., Any],
-                          optax.GradientTransformation]:
-  """The jitted training and inference steps of one model.
-
-  Args:
-    graphdef: the model's graph definition (`nnx.split`).
-    spec: the measurement spec (loss weights, optimizer settings).
-
-  Returns:
-    (train_step, infer_step, optimizer):
-    `train_step(params, rest, opt_state, inputs, targets) -> (params,
-    opt_state, loss)` with params and opt_state donated;
-    `infer_step(params, rest, inputs) -> [batch, frames, joints, 3]`.
-  """
-  weights = spec['loss']
-  optimizer = optax.adamw(spec['optim']['learning_rate'],
-                          weight_decay=spec['optim']['weight_decay'])
-
-  def train_step(params, rest, opt_state, inputs, targets):
-    loss, grads = jax.value_and_grad(training_loss, argnums=1)(
-        graphdef, params, rest, inputs, targets, weights)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  def infer_step(params, rest, inputs):
-    return nnx.merge(graphdef, params, rest)(inputs)
-
-  return (jax.jit(train_step, donate_argnums=(0, 2)), jax.jit(infer_step),
-          optimizer)
+  """The trainer's loss (`losses.total_loss`) of the model on one batch."""
+  weights = {name: float(weights.get(name, 0.0)) for name in losses.TERMS}
+  loss, _ = losses.total_loss(nnx.merge(graphdef, params, rest)(inputs),
+                              targets, weights,
+                              skeleton_lib.get('h36m').parents)
+  return loss
 
 
 def memory_analysis(compiled: Any) -> dict[str, int | None]:
@@ -190,14 +212,22 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
   model_config = model_config_for(spec)
   model = models.create_model(model_config, nnx.Rngs(spec['seed']))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  # Pure dicts, as the trainer holds them.
+  params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
   del model
-  train_step, infer_step, optimizer = make_steps(graphdef, spec)
+  mesh = sharding.create_mesh(ml_collections.ConfigDict({'data': -1}))
+  train_step, infer_step, optimizer = make_steps(graphdef, spec, mesh)
   inputs_np, targets_np = common.synthetic_batch(spec)
   inputs, targets = jax.device_put(inputs_np), jax.device_put(targets_np)
 
   if spec['mode'] == 'train':
     opt_state = jax.jit(optimizer.init)(params)
-    args = (params, rest, opt_state, inputs, targets)
+    batch = sharding.global_batch({'inputs': inputs_np,
+                                   'targets': targets_np}, mesh,
+                                  train.TRAIN_KEYS)
+    key = jax.random.key(spec['seed'])
+    step_number = np.asarray(0, np.int32)
+    args = (params, opt_state, batch, rest, key, step_number)
     jitted = train_step
   else:
     args = (params, rest, inputs)
@@ -213,9 +243,9 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
     del params, opt_state, args  # Donated to the first step.
 
     def step():
-      state['params'], state['opt_state'], loss = compiled(
-          state['params'], rest, state['opt_state'], inputs, targets)
-      return loss
+      state['params'], state['opt_state'], metrics = compiled(
+          state['params'], state['opt_state'], batch, rest, key, step_number)
+      return metrics['loss']
   else:
     def step():
       return compiled(params, rest, inputs)
@@ -280,6 +310,7 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
       model_config = model_config_for(spec, **changes)
       graphdef, params, rest = nnx.split(
           models.abstract_model(model_config), nnx.Param, ...)
+      params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
       train_step, _, optimizer = make_steps(graphdef, spec)
       opt_state = jax.eval_shape(optimizer.init, params)
       model = spec['model']
@@ -288,8 +319,9 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
       targets = jax.ShapeDtypeStruct(batch + (model['dim_out'],),
                                      jnp.float32)
       start = time.perf_counter()
-      compiled = train_step.lower(params, rest, opt_state, inputs,
-                                  targets).compile()
+      compiled = train_step.lower(
+          params, opt_state, {'inputs': inputs, 'targets': targets}, rest,
+          jax.random.key(0), np.asarray(0, np.int32)).compile()
       rows.append({
           'variant': variant,
           'depth': depth,

@@ -8,7 +8,7 @@ section 7, l2a_design.md section 6):
   publish this count (TCPFormer T = 243: 108.6 G per clip).
 - `full`: MACs of every `dot_general` (and convolution): the linear layers
   plus the activation-by-activation products (q k^T, attention-weighted values,
-  TCPFormer's aggregation matrix A2 @ A1, the HPA depth attention). Elementwise
+  TCPFormer PAM's two products through the proxy, the HPA depth attention). Elementwise
   work (softmax, norms, GELU, residual adds, layer-scale products) is not
   counted, so `full` is slightly below a torchprofile "full" count, which adds
   elementwise multiplications (TCPFormer T = 243: 140.1 G here vs 141.37 G).

@@ -98,6 +98,7 @@ class L2ALayer(nnx.Module):
     kw = dict(init=o.init, dtype=o.dtype, param_dtype=o.param_dtype,
               rngs=rngs)
     norm_kw = dict(dtype=o.dtype, param_dtype=o.param_dtype)
+    attention_kw = dict(impl=o.attention_impl, **kw)
 
     def scale():
       return layers.layer_scale(dim, o.layer_scale_init, o.param_dtype)
@@ -105,22 +106,26 @@ class L2ALayer(nnx.Module):
     if o.fusion == 'channel_split':
       half, half_heads = dim // 2, o.num_heads // 2
       self.norm_1 = layers.LayerNorm(dim, **norm_kw)
-      self.attn_s = layers.Attention(half, half_heads, 'spatial', **kw)
-      self.attn_t = layers.Attention(dim - half, half_heads, 'temporal', **kw)
+      self.attn_s = layers.Attention(half, half_heads, 'spatial',
+                                     **attention_kw)
+      self.attn_t = layers.Attention(dim - half, half_heads, 'temporal',
+                                     **attention_kw)
       self.ls_1 = scale()
       self.norm_2 = layers.LayerNorm(dim, **norm_kw)
       self.mlp = layers.MLP(dim, o.mlp_hidden, **kw)
       self.ls_2 = scale()
     else:
       self.norm_s1 = layers.LayerNorm(dim, **norm_kw)
-      self.attn_s = layers.Attention(dim, o.num_heads, 'spatial', **kw)
+      self.attn_s = layers.Attention(dim, o.num_heads, 'spatial',
+                                     **attention_kw)
       self.ls_s1 = scale()
       if not o.shared_mlp:
         self.norm_s2 = layers.LayerNorm(dim, **norm_kw)
         self.mlp_s = layers.MLP(dim, o.mlp_hidden, **kw)
         self.ls_s2 = scale()
       self.norm_t1 = layers.LayerNorm(dim, **norm_kw)
-      self.attn_t = layers.Attention(dim, o.num_heads, 'temporal', **kw)
+      self.attn_t = layers.Attention(dim, o.num_heads, 'temporal',
+                                     **attention_kw)
       self.ls_t1 = scale()
       if not o.shared_mlp:
         self.norm_t2 = layers.LayerNorm(dim, **norm_kw)

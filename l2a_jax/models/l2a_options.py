@@ -78,6 +78,7 @@ class L2AOptions:
   param_dtype: Dtype
   scan_layers: bool
   remat: str
+  attention_impl: str
   history_vjp: str
   drop_path: float
   layer_scale_init: float
@@ -114,6 +115,9 @@ class L2AOptions:
         dtype=layers.canonical_dtype(cfg.dtype),
         param_dtype=layers.canonical_dtype(cfg.param_dtype),
         scan_layers=bool(cfg.scan_layers), remat=cfg.remat,
+        # Absent in configs written before the field existed: 'auto'.
+        attention_impl=layers.check_attention_impl(
+            cfg.get('attention_impl', 'auto')),
         history_vjp=_choice('history_vjp', cfg.history_vjp),
         drop_path=float(cfg.drop_path),
         layer_scale_init=float(cfg.layer_scale_init),

@@ -328,11 +328,92 @@ def apply_attention(probs: jax.Array, v: jax.Array) -> jax.Array:
   return recompute_in_backward(attend)(probs, v)
 
 
+# `model.attention_impl` values. 'auto': cuDNN's fused kernel for bfloat16 /
+# float16 on an NVIDIA GPU, 'xla' elsewhere; 'xla' and 'cudnn' are the
+# implementations of `jax.nn.dot_product_attention`; 'lean' is the
+# hand-written einsum + float32 softmax pipeline (`attention_probabilities`,
+# `apply_attention`).
+ATTENTION_IMPLS = ('auto', 'xla', 'cudnn', 'lean')
+
+
+def _on_nvidia_gpu() -> bool:
+  """Whether the default JAX backend is a CUDA (NVIDIA) GPU."""
+  if jax.default_backend() != 'gpu':
+    return False
+  version = getattr(jax.devices()[0].client, 'platform_version', '') or ''
+  return 'rocm' not in version.lower()
+
+
+def check_attention_impl(name: str) -> str:
+  """Returns `name` if it is one of `ATTENTION_IMPLS`, else a ValueError."""
+  if name not in ATTENTION_IMPLS:
+    raise ValueError(f'model.attention_impl: expected one of '
+                     f'{ATTENTION_IMPLS}, got {name!r}')
+  return name
+
+
+def resolve_attention_impl(name: str, dtype: Dtype, head_dim: int) -> str:
+  """The implementation `name` means for this compute dtype and head size.
+
+  'auto' becomes 'cudnn' for bfloat16 / float16 on an NVIDIA GPU when the
+  head size suits cuDNN's fused kernel (a multiple of 8, at most 128), and
+  'xla' otherwise; the other names are returned unchanged.
+  """
+  check_attention_impl(name)
+  if name != 'auto':
+    return name
+  low_precision = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16),
+                                       jnp.dtype(jnp.float16))
+  if low_precision and head_dim % 8 == 0 and head_dim <= 128 and (
+      _on_nvidia_gpu()):
+    return 'cudnn'
+  return 'xla'
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                          scale: float, impl: str) -> jax.Array:
+  """softmax(q k^T * scale) v per head, without returning the map.
+
+  Args:
+    q: [batch, q_len, heads, head_dim].
+    k: [batch, k_len, heads, head_dim].
+    v: [batch, k_len, heads, value_dim] (value_dim may differ from
+      head_dim for 'xla' and 'lean').
+    scale: logit scale.
+    impl: a resolved implementation ('xla' | 'cudnn' | 'lean', see
+      `resolve_attention_impl`).
+
+  Returns:
+    [batch, q_len, heads, value_dim] in v's dtype.
+
+  Memory: 'lean' keeps q, k, v and the float32 probabilities for the
+  backward pass. 'xla' keeps q, k, v and the probabilities in v's dtype:
+  `jax.nn.softmax` runs under `jax.softmax_custom_jvp(True)`, whose
+  derivative needs only its output (JAX's default formulation keeps the
+  exponentials too, a second map). 'cudnn' keeps no map at all (fused
+  flash attention: q, k, v, the output and the row log-sum-exp).
+  """
+  if impl == 'lean':
+    return apply_attention(attention_probabilities(q, k, scale), v)
+  if impl == 'cudnn' and not _on_nvidia_gpu():
+    raise ValueError("model.attention_impl='cudnn' needs an NVIDIA GPU, "
+                     f'the JAX backend is {jax.default_backend()!r}')
+  if impl not in ('xla', 'cudnn'):
+    raise ValueError(f"attention impl: expected 'xla' | 'cudnn' | 'lean', "
+                     f'got {impl!r}')
+  with jax.softmax_custom_jvp(True):
+    return jax.nn.dot_product_attention(q, k, v.astype(q.dtype), scale=scale,
+                                        implementation=impl)
+
+
 def to_sequences(x: jax.Array, mode: str) -> jax.Array:
   """Folds [B, T, J, C] into attention sequences.
 
-  'spatial' attends over joints within a frame -> [B * T, J, C];
-  'temporal' attends over frames for one joint -> [B * J, T, C].
+  'spatial' attends over joints within a frame -> [B * T, J, C] (a
+  reshape); 'temporal' attends over frames for one joint -> [B * J, T, C]
+  (one transpose of the C-wide input: the fewest a temporal attention needs
+  in the channels-last layout, since the qkv projection is three times
+  wider and the heads' output as wide).
   """
   b, t, j, c = x.shape
   if mode == 'spatial':
@@ -358,20 +439,22 @@ class Attention(nnx.Module):
 
   Fused `qkv` projection without bias whose output unit s * C + h * d + i is
   (q|k|v, head h, channel i), then `proj` with bias; scale head_dim ** -0.5.
-  The core is two einsums around a float32 softmax (`attention_probabilities`,
-  `apply_attention`); its backward pass keeps q, k, v and the probabilities
-  only. (`jax.nn.dot_product_attention` with its default XLA implementation
-  computes the same thing but keeps the exponentials as well.) With
-  `recompute_probs=True` it keeps q, k and v alone and recomputes the
+  q, k, v are laid out [sequences, length, heads, head_dim], the layout of
+  `jax.nn.dot_product_attention`, straight from the qkv reshape (no head
+  transpose). The core is `dot_product_attention` with `impl`
+  (`ATTENTION_IMPLS`; 'auto' resolves per dtype and backend). With
+  `recompute_probs=True` the core keeps q, k and v alone and recomputes the
   probabilities (one more q k^T product and softmax) in the backward pass,
-  as a fused flash-attention kernel would: the [heads, L, L] maps are the
-  largest activations of long temporal sequences.
+  as a fused flash-attention kernel does: the [heads, L, L] maps are the
+  largest activations of long temporal sequences (no effect with 'cudnn',
+  which keeps no map).
   """
 
   def __init__(self, dim: int, num_heads: int, mode: str, *,
                init: InitName = 'torch_default', dtype: Dtype = jnp.float32,
                param_dtype: Dtype = jnp.float32,
-               recompute_probs: bool = False, rngs: nnx.Rngs):
+               recompute_probs: bool = False, impl: str = 'auto',
+               rngs: nnx.Rngs):
     if dim % num_heads:
       raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
     if mode not in ('spatial', 'temporal'):
@@ -381,6 +464,7 @@ class Attention(nnx.Module):
     self.mode = mode
     self.scale = (dim // num_heads) ** -0.5
     self.recompute_probs = recompute_probs
+    self.impl = resolve_attention_impl(impl, dtype, dim // num_heads)
     kw = dict(init=init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     # Registration order of the official code: proj, then qkv.
     self.proj = Linear(dim, dim, **kw)
@@ -393,34 +477,21 @@ class Attention(nnx.Module):
                                 c // self.num_heads)
     return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """[B, T, J, C] -> [B, T, J, C]."""
-    return self.attend(x, apply_attention)
+  def core(self, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Attention of q [N, Lq, H, d] over k, v [N, Lk, H, d'] (this module's
+    scale, implementation and recompute setting) -> [N, Lq, H, d']."""
 
-  def attend(self, x: jax.Array,
-             weigh_values: Callable[[jax.Array, jax.Array], jax.Array]
-             ) -> jax.Array:
-    """proj(weigh_values(softmax(q k^T * scale), v)) along `self.mode`.
-
-    Args:
-      x: [B, T, J, C].
-      weigh_values: (probs [N, heads, L, L] float32, v [N, L, heads, d]) ->
-        [N, L, heads, d]; plain attention is `apply_attention`, subclasses
-        mix the map first. With `recompute_probs`, q, k, v and whatever
-        `weigh_values` closes over are kept, and the probabilities are
-        recomputed in the backward pass.
-
-    Returns:
-      [B, T, J, C].
-    """
-    q, k, v = self.qkv_heads(to_sequences(x, self.mode))
-
-    def core(q, k, v):
-      return weigh_values(attention_probabilities(q, k, self.scale), v)
+    def attend(q, k, v):
+      return dot_product_attention(q, k, v, scale=self.scale, impl=self.impl)
 
     if self.recompute_probs:
-      core = recompute_in_backward(core)
-    return self.proj(from_sequences(merge_heads(core(q, k, v)), x.shape,
+      attend = recompute_in_backward(attend)
+    return attend(q, k, v)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[B, T, J, C] -> [B, T, J, C]."""
+    q, k, v = self.qkv_heads(to_sequences(x, self.mode))
+    return self.proj(from_sequences(merge_heads(self.core(q, k, v)), x.shape,
                                     self.mode))
 
 
@@ -493,8 +564,8 @@ def validate_model_config(cfg) -> None:
   """Checks the `config.model` fields both models share.
 
   Raises a one-line ValueError naming the field: sizes must be >= 1,
-  `dim` divisible by `num_heads`, `drop_path` in [0, 1), `remat` a known
-  name.
+  `dim` divisible by `num_heads`, `drop_path` in [0, 1), `remat` and
+  `attention_impl` known names.
   """
   for key in ('depth', 'dim', 'num_heads', 'dim_rep', 'num_frames',
               'num_joints', 'dim_in', 'dim_out'):
@@ -507,3 +578,6 @@ def validate_model_config(cfg) -> None:
     raise ValueError(f'model.drop_path: expected in [0, 1), got '
                      f'{cfg.drop_path}')
   remat_wrapper(cfg.remat)  # Raises on an unknown name.
+  # Configs (and checkpoint metadata) written before the field existed
+  # mean 'auto'.
+  check_attention_impl(cfg.get('attention_impl', 'auto'))

@@ -67,7 +67,7 @@ class TransBlock(nnx.Module):
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, mode: str,
                *, layer_scale_init: float, drop_path: float, dtype: Dtype,
                param_dtype: Dtype, recompute_attention: bool = False,
-               rngs: nnx.Rngs):
+               attention_impl: str = 'auto', rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
     # Attribute order = official state_dict order.
@@ -77,7 +77,8 @@ class TransBlock(nnx.Module):
                                             param_dtype)
     self.norm1 = layers.LayerNorm(dim, **kw)
     self.mixer = layers.Attention(dim, num_heads, mode, rngs=rngs,
-                                  recompute_probs=recompute_attention, **kw)
+                                  recompute_probs=recompute_attention,
+                                  impl=attention_impl, **kw)
     self.norm2 = layers.LayerNorm(dim, **kw)
     self.mlp = layers.MLP(dim, int(dim * mlp_ratio), rngs=rngs, **kw)
 
@@ -104,10 +105,11 @@ class DSTFormerBlock(nnx.Module):
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
                param_dtype: Dtype, recompute_attention: bool = False,
-               rngs: nnx.Rngs):
+               attention_impl: str = 'auto', rngs: nnx.Rngs):
     kw = dict(layer_scale_init=layer_scale_init, drop_path=drop_path,
               dtype=dtype, param_dtype=param_dtype,
-              recompute_attention=recompute_attention, rngs=rngs)
+              recompute_attention=recompute_attention,
+              attention_impl=attention_impl, rngs=rngs)
     self.att_spatial = TransBlock(dim, num_heads, mlp_ratio, 'spatial', **kw)
     self.att_temporal = TransBlock(dim, num_heads, mlp_ratio, 'temporal', **kw)
     self.graph_spatial = TransBlock(dim, num_heads, mlp_ratio, 'temporal',
@@ -131,27 +133,55 @@ class DSTFormerBlock(nnx.Module):
 
 
 class CrossAttention(nnx.Module):
-  """Temporal cross-attention per joint with an explicit attention map.
+  """Temporal cross-attention per joint (the PUM / PIM attention).
 
-  Queries from one sequence, keys and values from another (the PUM / PIM
-  attention). `wq`, `wk`, `wv` have no bias, `proj` has one; heads split
-  channel = head * head_dim + i; scale head_dim ** -0.5.
+  Queries from one sequence, keys and values from another. `wq`, `wk`, `wv`
+  have no bias, `proj` has one; heads split channel = head * head_dim + i;
+  scale head_dim ** -0.5. Besides its output it returns its per-head
+  queries and keys, so that PAM can apply the same attention map to other
+  values (`SumAttention`) without the map ever being materialised.
   """
 
   def __init__(self, dim: int, num_heads: int, *, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+               param_dtype: Dtype, recompute_attention: bool = False,
+               attention_impl: str = 'auto', rngs: nnx.Rngs):
     if dim % num_heads:
       raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
     self.num_heads = num_heads
     self.scale = (dim // num_heads) ** -0.5
+    self.recompute_attention = recompute_attention
+    self.impl = layers.resolve_attention_impl(attention_impl, dtype,
+                                              dim // num_heads)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.wq = layers.Linear(dim, dim, use_bias=False, **kw)
     self.wk = layers.Linear(dim, dim, use_bias=False, **kw)
     self.wv = layers.Linear(dim, dim, use_bias=False, **kw)
     self.proj = layers.Linear(dim, dim, **kw)
 
-  def __call__(self, query: jax.Array,
-               context: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def apply_map(self, queries_keys: tuple[jax.Array, jax.Array],
+                values: jax.Array) -> jax.Array:
+    """softmax(q k^T * scale) values, the map of `queries_keys`.
+
+    Args:
+      queries_keys: (q [N, q_frames, heads, d], k [N, k_frames, heads, d])
+        as returned by `__call__`.
+      values: [N, k_frames, heads, d_v].
+
+    Returns:
+      [N, q_frames, heads, d_v].
+    """
+    q, k = queries_keys
+
+    def attend(q, k, values):
+      return layers.dot_product_attention(q, k, values, scale=self.scale,
+                                          impl=self.impl)
+
+    if self.recompute_attention:
+      attend = layers.recompute_in_backward(attend)
+    return attend(q, k, values)
+
+  def __call__(self, query: jax.Array, context: jax.Array
+               ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
     """Attends from `query` frames to `context` frames, per head and joint.
 
     Args:
@@ -159,9 +189,10 @@ class CrossAttention(nnx.Module):
       context: [batch, k_frames, joints, dim].
 
     Returns:
-      (probs, out): the float32 attention map [batch * joints, heads,
-      q_frames, k_frames] (rows sum to one; sequences ordered batch-major as
-      `layers.to_sequences(..., 'temporal')`) and the output [batch,
+      ((q, k), out): the per-head queries [batch * joints, q_frames, heads,
+      head_dim] and keys [batch * joints, k_frames, heads, head_dim] that
+      define the attention map (sequences ordered batch-major as
+      `layers.to_sequences(..., 'temporal')`), and the output [batch,
       q_frames, joints, dim].
     """
     q = layers.split_heads(self.wq(layers.to_sequences(query, 'temporal')),
@@ -169,72 +200,61 @@ class CrossAttention(nnx.Module):
     context_seq = layers.to_sequences(context, 'temporal')
     k = layers.split_heads(self.wk(context_seq), self.num_heads)
     v = layers.split_heads(self.wv(context_seq), self.num_heads)
-    probs = layers.attention_probabilities(q, k, self.scale)
-    out = layers.merge_heads(layers.apply_attention(probs, v))
-    return probs, self.proj(
+    out = layers.merge_heads(self.apply_map((q, k), v))
+    return (q, k), self.proj(
         layers.from_sequences(out, query.shape, 'temporal'))
 
 
-def proxy_aggregation(attn_pim: jax.Array, attn_pum: jax.Array) -> jax.Array:
-  """The frame-to-frame map through the proxy, A_pim @ A_pum, float32.
-
-  Args:
-    attn_pim: [n, heads, frames, proxy_frames] row-stochastic.
-    attn_pum: [n, heads, proxy_frames, frames] row-stochastic.
-
-  Returns:
-    [n, heads, frames, frames], row-stochastic.
-  """
-  return jnp.einsum('nhtl,nhls->nhts', attn_pim, attn_pum,
-                    preferred_element_type=jnp.float32)
-
-
 class SumAttention(layers.Attention):
-  """Temporal self-attention whose map is mixed with the proxy's (PAM).
+  """Temporal self-attention mixed with the map through the proxy (PAM).
 
-  M = w * softmax(q k^T * scale) + (1 - w) * (A_pim @ A_pum) (probabilities
-  are mixed, no re-softmax, as the official `Sum_Attention`); out =
-  proj(M v). Parameters `proj` and `qkv` as `layers.Attention`.
-
-  The aggregated map and the mixed map are recomputed in the backward pass
-  from the three maps the softmaxes keep anyway, so PAM keeps one
-  frames x frames map per head instead of three (none with
-  `recompute_probs=True`, which recomputes its softmax too).
+  The official `Sum_Attention` applies M = w * P + (1 - w) * A to its
+  values, P = softmax(q k^T * scale) its own map and A = A_pim @ A_pum the
+  frame-to-frame map through the proxy (probabilities mixed, no
+  re-softmax). Since M v = w * (P v) + (1 - w) * A_pim (A_pum v), every
+  product is an attention call with some value tensor: P v (this module's
+  q, k), A_pum v (PUM's queries and keys: proxy frames x frames) and
+  A_pim (A_pum v) (PIM's: frames x proxy frames). No frames x frames map
+  but P's (none at all with the cuDNN kernel) is ever built, and the
+  T x T x L product A_pim @ A_pum is gone. Parameters `proj` and `qkv` as
+  `layers.Attention`.
   """
 
   def __init__(self, dim: int, num_heads: int, *, dtype: Dtype,
                param_dtype: Dtype, recompute_probs: bool = False,
-               rngs: nnx.Rngs):
+               impl: str = 'auto', rngs: nnx.Rngs):
     super().__init__(dim, num_heads, 'temporal', dtype=dtype,
                      param_dtype=param_dtype, recompute_probs=recompute_probs,
-                     rngs=rngs)
+                     impl=impl, rngs=rngs)
 
   def __call__(  # pytype: disable=signature-mismatch
-      self, x: jax.Array, attn_pim: jax.Array, attn_pum: jax.Array,
+      self, x: jax.Array, pim: CrossAttention, pim_qk: tuple[jax.Array,
+                                                             jax.Array],
+      pum: CrossAttention, pum_qk: tuple[jax.Array, jax.Array],
       weight: jax.Array
   ) -> jax.Array:
     """Mixed-map temporal attention.
 
     Args:
       x: [batch, frames, joints, dim].
-      attn_pim: [batch * joints, heads, frames, proxy_frames] float32, the
-        PIM attention map (sequence reads proxy).
-      attn_pum: [batch * joints, heads, proxy_frames, frames] float32, the
-        PUM attention map (proxy reads sequence).
+      pim: the PIM cross-attention (sequence reads proxy); `pim_qk` its
+        queries [batch * joints, frames, heads, d] and keys [batch * joints,
+        proxy_frames, heads, d].
+      pum: the PUM cross-attention (proxy reads sequence); `pum_qk` its
+        queries [batch * joints, proxy_frames, heads, d] and keys
+        [batch * joints, frames, heads, d].
       weight: the mixing weight in (0, 1), shape [1] (float32).
 
     Returns:
       [batch, frames, joints, dim].
     """
-
-    def mix_and_attend(probs, v, attn_pim, attn_pum, weight):
-      mixed = weight * probs + (1.0 - weight) * proxy_aggregation(attn_pim,
-                                                                  attn_pum)
-      return jnp.einsum('bhqk,bkhd->bqhd', mixed.astype(v.dtype), v)
-
-    recomputed = layers.recompute_in_backward(mix_and_attend)
-    return self.attend(
-        x, lambda probs, v: recomputed(probs, v, attn_pim, attn_pum, weight))
+    q, k, v = self.qkv_heads(layers.to_sequences(x, 'temporal'))
+    own = self.core(q, k, v)
+    through_proxy = pim.apply_map(pim_qk, pum.apply_map(pum_qk, v))
+    mixed = (weight * own.astype(jnp.float32) +
+             (1.0 - weight) * through_proxy.astype(jnp.float32))
+    return self.proj(layers.from_sequences(
+        layers.merge_heads(mixed.astype(v.dtype)), x.shape, 'temporal'))
 
 
 class MIBlock(nnx.Module):
@@ -244,7 +264,7 @@ class MIBlock(nnx.Module):
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
                param_dtype: Dtype, recompute_attention: bool = False,
-               rngs: nnx.Rngs):
+               attention_impl: str = 'auto', rngs: nnx.Rngs):
     hidden = int(dim * mlp_ratio)
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
@@ -256,8 +276,12 @@ class MIBlock(nnx.Module):
         jax.random.uniform(rngs.params(), (1,), param_dtype))
     self.norm_full = layers.LayerNorm(dim, **kw)
     self.norm_center = layers.LayerNorm(dim, **kw)
-    self.full_center = CrossAttention(dim, num_heads, rngs=rngs, **kw)
-    self.center_full = CrossAttention(dim, num_heads, rngs=rngs, **kw)
+    attention_kw = dict(recompute_attention=recompute_attention,
+                        attention_impl=attention_impl)
+    self.full_center = CrossAttention(dim, num_heads, rngs=rngs,
+                                      **attention_kw, **kw)
+    self.center_full = CrossAttention(dim, num_heads, rngs=rngs,
+                                      **attention_kw, **kw)
     self.mlp_1 = layers.MLP(dim, hidden, rngs=rngs, **kw)
     self.mlp_2 = layers.MLP(dim, hidden, rngs=rngs, **kw)
     self.norm_1 = layers.LayerNorm(dim, **kw)
@@ -265,12 +289,13 @@ class MIBlock(nnx.Module):
     self.norm_sa_self = layers.LayerNorm(dim, **kw)
     self.map_sa_self = layers.Attention(
         dim, num_heads, 'temporal', rngs=rngs,
-        recompute_probs=recompute_attention, **kw)
+        recompute_probs=recompute_attention, impl=attention_impl, **kw)
     self.norm_mlp_self = layers.LayerNorm(dim, **kw)
     self.mlp_sa_self = layers.MLP(dim, hidden, rngs=rngs, **kw)
     self.norm_sa_1 = layers.LayerNorm(dim, **kw)
     self.map_sum = SumAttention(dim, num_heads, rngs=rngs,
-                                recompute_probs=recompute_attention, **kw)
+                                recompute_probs=recompute_attention,
+                                impl=attention_impl, **kw)
     self.norm_sa_2 = layers.LayerNorm(dim, **kw)
     self.mlp_sa = layers.MLP(dim, hidden, rngs=rngs, **kw)
 
@@ -292,14 +317,16 @@ class MIBlock(nnx.Module):
     def ls(i):
       return getattr(self, f'layer_scale_{i}')[...].astype(x.dtype)
 
-    # PUM: the proxy reads the sequence; attn_pum [b*j, heads, L, frames].
+    # PUM: the proxy reads the sequence; pum_qk defines its map A_pum
+    # [b*j, heads, L, frames].
     x_normed = self.norm_full(x)
-    attn_pum, update = self.center_full(self.norm_center(proxy), x_normed)
+    pum_qk, update = self.center_full(self.norm_center(proxy), x_normed)
     proxy = proxy + layers.drop_path(ls(1) * update, rate, keys[0])
     proxy = proxy + layers.drop_path(
         ls(2) * self.mlp_1(self.norm_1(proxy)), rate, keys[1])
-    # PIM: the sequence reads the updated proxy; attn_pim [b*j, h, frames, L].
-    attn_pim, update = self.full_center(x_normed, self.norm_center(proxy))
+    # PIM: the sequence reads the updated proxy; pim_qk defines A_pim
+    # [b*j, heads, frames, L].
+    pim_qk, update = self.full_center(x_normed, self.norm_center(proxy))
     x = x + layers.drop_path(ls(3) * update, rate, keys[2])
     x = x + layers.drop_path(ls(4) * self.mlp_2(self.norm_2(x)), rate,
                              keys[3])
@@ -310,11 +337,12 @@ class MIBlock(nnx.Module):
         ls(7) * self.map_sa_self(self.norm_sa_self(x)), rate, keys[4])
     x = x + layers.drop_path(
         ls(8) * self.mlp_sa_self(self.norm_mlp_self(x)), rate, keys[5])
-    # PAM, with the frame-to-frame map through the proxy, attn_pim @ attn_pum
-    # (row-stochastic, float32; not detached: gradients flow into both
-    # cross-attentions).
+    # PAM, with the frame-to-frame map through the proxy, A_pim @ A_pum,
+    # applied as two attention calls (not detached: gradients flow into
+    # both cross-attentions' queries and keys).
     x = x + layers.drop_path(
-        ls(5) * self.map_sum(self.norm_sa_1(x), attn_pim, attn_pum, mix),
+        ls(5) * self.map_sum(self.norm_sa_1(x), self.full_center, pim_qk,
+                             self.center_full, pum_qk, mix),
         rate, keys[6])
     x = x + layers.drop_path(ls(6) * self.mlp_sa(self.norm_sa_2(x)), rate,
                              keys[7])
@@ -346,12 +374,13 @@ class MemoryInducedBlock(nnx.Module):
   def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *,
                layer_scale_init: float, drop_path: float, dtype: Dtype,
                param_dtype: Dtype, recompute_attention: bool = False,
-               rngs: nnx.Rngs):
+               attention_impl: str = 'auto', rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     self.drop_path = drop_path
     self.local_attention_list = nnx.List([
         layers.Attention(dim, num_heads, 'temporal', rngs=rngs,
-                         recompute_probs=recompute_attention, **kw)
+                         recompute_probs=recompute_attention,
+                         impl=attention_impl, **kw)
         for _ in range(3)])
     self.loacl_mlps = nnx.List([
         layers.MLP(dim, int(dim * mlp_ratio), rngs=rngs, **kw)
@@ -361,7 +390,7 @@ class MemoryInducedBlock(nnx.Module):
     self.cross_temporal = MIBlock(
         dim, num_heads, mlp_ratio, layer_scale_init=layer_scale_init,
         drop_path=drop_path, recompute_attention=recompute_attention,
-        rngs=rngs, **kw)
+        attention_impl=attention_impl, rngs=rngs, **kw)
     # [6, dim]: rows 0-2 scale the chunk attentions, rows 3-5 the chunk MLPs.
     self.local_layer_scales = FrozenLayerScale(
         jnp.full((6, dim), layer_scale_init, param_dtype))
@@ -433,8 +462,8 @@ class TCPFormer(nnx.Module):
     Args:
       model_config: fields depth, dim, num_heads, mlp_ratio, dim_rep,
         num_frames, num_joints, dim_in, dim_out, dtype, param_dtype,
-        scan_layers, remat, recompute_attention, drop_path,
-        layer_scale_init.
+        scan_layers, remat, recompute_attention, attention_impl (absent
+        = 'auto'), drop_path, layer_scale_init.
       rngs: NNX RNG streams; `params` initialises the weights.
     """
     cfg = model_config
@@ -455,7 +484,8 @@ class TCPFormer(nnx.Module):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     block_kw = dict(layer_scale_init=cfg.layer_scale_init,
                     drop_path=self.drop_path,
-                    recompute_attention=bool(cfg.recompute_attention), **kw)
+                    recompute_attention=bool(cfg.recompute_attention),
+                    attention_impl=cfg.get('attention_impl', 'auto'), **kw)
 
     # Attribute order = official state_dict order.
     self.pos_embed = nnx.Param(jnp.zeros((1, joints, dim), param_dtype))

@@ -160,15 +160,14 @@ class L2ALayer(nnx.Module):
 
   def _residual(self, x: jax.Array, branch_out: jax.Array, scale: nnx.Param,
                 drop, branch: int) -> jax.Array:
-    return x + _drop_branch(branch_out * scale[...].astype(x.dtype), drop,
-                            branch)
+    """x + scale * branch_out, the residual stream x in float32."""
+    return layers.scaled_residual(x, _drop_branch(branch_out, drop, branch),
+                                  scale[...])
 
   def _fuse(self, s: jax.Array, t: jax.Array) -> jax.Array:
-    """Adaptive fusion of the two branches, weights in float32."""
-    dtype = self.options.dtype
+    """Adaptive fusion of the two branches (float32 streams and weights)."""
     if self.options.fusion == 'mean':
-      return ((s.astype(jnp.float32) + t.astype(jnp.float32)) *
-              0.5).astype(dtype)
+      return (s.astype(jnp.float32) + t.astype(jnp.float32)) * 0.5
     logits = self.fusion(jnp.concatenate([s, t], axis=-1)).astype(
         jnp.float32)
     if self.options.fusion == 'token_softmax':
@@ -179,17 +178,17 @@ class L2ALayer(nnx.Module):
           logits.reshape(*logits.shape[:-1], 2, self.options.dim), axis=-2)
       alpha_s, alpha_t = alpha[..., 0, :], alpha[..., 1, :]
     return (alpha_s * s.astype(jnp.float32) +
-            alpha_t * t.astype(jnp.float32)).astype(dtype)
+            alpha_t * t.astype(jnp.float32))
 
   def backbone(self, x: jax.Array, drop=None) -> jax.Array:
     """The spatial-temporal layer without history.
 
     Args:
-      x: [B, T, J, C] compute dtype (the layer input).
+      x: [B, T, J, C] float32 (the layer input, the residual stream).
       drop: (rate, key) for drop path, or None.
 
     Returns:
-      o: [B, T, J, C] compute dtype.
+      o: [B, T, J, C] float32.
     """
     o = self.options
     res = self._residual
@@ -242,18 +241,17 @@ class L2ALayer(nnx.Module):
       drop: (rate, key) for drop path, or None.
 
     Returns:
-      record: [B, T, J, C] compute dtype: h_l ('add', 'none') or the delta
-        D_l = o_l - x_l ('replace').
+      record: [B, T, J, C] float32 (the residual stream): h_l ('add',
+        'none') or the delta D_l = o_l - x_l ('replace').
       key: [B, t', j', key_dim] the LPA record of `record`, or None.
     """
     o = self.options
     if o.hpa_mode == 'replace':
-      hidden = self.history_mix(view).astype(o.dtype)
-    out = self.backbone(hidden, drop)
+      hidden = self.history_mix(view)
+    out = self.backbone(hidden.astype(jnp.float32), drop)
     if o.hpa_mode == 'add':
       gain = self.hpa_gain[...].astype(jnp.float32)
-      record = (out.astype(jnp.float32) +
-                gain * self.history_mix(view)).astype(o.dtype)
+      record = out + gain * self.history_mix(view)
     elif o.hpa_mode == 'replace':
       record = out - hidden
     else:
@@ -346,13 +344,14 @@ class L2A(nnx.Module):
   # -- pieces -------------------------------------------------------------
 
   def embed(self, x: jax.Array) -> jax.Array:
-    """[B, T, J, dim_in] -> z0 [B, T, J, C] compute dtype."""
+    """[B, T, J, dim_in] -> z0 [B, T, J, C] float32 (the residual stream)."""
     o = self.options
-    z = self.joints_embed(x)
+    f32 = jnp.float32
+    z = self.joints_embed(x).astype(f32)
     if o.pos_embed in ('spatial', 'spatial_temporal'):
-      z = z + self.spatial_pos_embed[...].astype(o.dtype)
+      z = z + self.spatial_pos_embed[...].astype(f32)
     if o.pos_embed == 'spatial_temporal':
-      z = z + self.temporal_pos_embed[...].astype(o.dtype)[:, None]
+      z = z + self.temporal_pos_embed[...].astype(f32)[:, None]
     return z
 
   def _final_mix(self, view: history_stack.HistoryView) -> jax.Array:
@@ -364,8 +363,7 @@ class L2A(nnx.Module):
                else None),
         static_logits=(self.final_hpa_logits[...]
                        if o.hpa_weights == 'static' else None),
-        out_proj=self.final_hpa_out if o.value_dim != o.dim else None
-    ).astype(o.dtype)
+        out_proj=self.final_hpa_out if o.value_dim != o.dim else None)
 
   def _layer_inputs(self, dropout_rng: jax.Array | None):
     """Per-layer scan inputs: (drop rates [L], keys [L]) or None."""

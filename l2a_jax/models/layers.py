@@ -3,8 +3,9 @@
 Conventions:
 - Feature tensors are channels-last `[batch, frames, joints, channels]`.
 - Parameters are stored in `param_dtype` (float32); matmuls run in the
-  compute `dtype` (float32 or bfloat16); LayerNorm / RMSNorm statistics and
-  attention softmax run in float32.
+  compute `dtype` (float32 or bfloat16); LayerNorm / RMSNorm statistics,
+  attention softmax and the residual stream (`scaled_residual`) are
+  float32.
 - Parameter names follow the PyTorch lineage (`qkv`, `proj`, `fc1`, `fc2`)
   and Flax conventions (`kernel` [in, out], `bias`, `scale`), so the
   converter maps them one to one (docs/architecture.md).
@@ -88,10 +89,33 @@ class Linear(nnx.Module):
     return self.kernel[...].astype(self.dtype), bias
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    """[..., in_features] -> [..., out_features] in the compute dtype."""
+    """[..., in_features] -> [..., out_features] in the compute dtype.
+
+    The product accumulates in float32 and the bias is added in float32
+    before the one rounding to the compute dtype (as a bf16 GEMM with a
+    bias epilogue, torch autocast's addmm).
+    """
     kernel, bias = self.compute_weights()
-    y = jnp.dot(x.astype(self.dtype), kernel)
-    return y if bias is None else y + bias
+    return linear_map(x.astype(self.dtype), kernel, bias)
+
+
+def linear_map(x: jax.Array, kernel: jax.Array,
+               bias: jax.Array | None) -> jax.Array:
+  """x @ kernel (+ bias), accumulated and biased in float32, returned in
+  x's dtype (one rounding under bfloat16).
+
+  Args:
+    x: [..., in] in the compute dtype.
+    kernel: [in, out] in the compute dtype.
+    bias: [out] or None.
+
+  Returns:
+    [..., out] in x's dtype.
+  """
+  y = jnp.dot(x, kernel, preferred_element_type=jnp.float32)
+  if bias is not None:
+    y = y + bias.astype(jnp.float32)
+  return y.astype(x.dtype)
 
 
 def _layer_norm_forward(x, scale, bias, eps):
@@ -233,7 +257,7 @@ def gelu_linear(hidden: jax.Array, kernel: jax.Array,
   """
 
   def gelu_then_linear(hidden, kernel, bias):
-    return jnp.dot(jax.nn.gelu(hidden, approximate=False), kernel) + bias
+    return linear_map(jax.nn.gelu(hidden, approximate=False), kernel, bias)
 
   return recompute_in_backward(gelu_then_linear)(hidden, kernel, bias)
 
@@ -493,6 +517,28 @@ class Attention(nnx.Module):
     q, k, v = self.qkv_heads(to_sequences(x, self.mode))
     return self.proj(from_sequences(merge_heads(self.core(q, k, v)), x.shape,
                                     self.mode))
+
+
+def scaled_residual(x: jax.Array, branch: jax.Array, scale: jax.Array
+                    ) -> jax.Array:
+  """x + scale * branch with the residual stream in float32.
+
+  Under a bfloat16 compute dtype the branch (a matmul output) is bf16; the
+  stream it is added to stays float32, as under torch autocast, so that
+  small branch contributions (layer scales 1e-5 at init) are not rounded
+  away. Matmul inputs are cast back to the compute dtype by the next
+  LayerNorm / Linear.
+
+  Args:
+    x: [..., C] float32 residual stream.
+    branch: [..., C] any float dtype.
+    scale: [C] (a LayerScale vector) or a scalar.
+
+  Returns:
+    [..., C] float32.
+  """
+  return x.astype(jnp.float32) + (jnp.asarray(scale).astype(jnp.float32) *
+                                  branch.astype(jnp.float32))
 
 
 def layer_scale(dim: int, init_value: float,

@@ -83,14 +83,14 @@ class TransBlock(nnx.Module):
     self.mlp = layers.MLP(dim, int(dim * mlp_ratio), rngs=rngs, **kw)
 
   def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
-    """[batch, frames, joints, dim] -> same shape (compute dtype)."""
+    """[batch, frames, joints, dim] float32 -> same shape, float32."""
     keys = _branch_keys(rng, 2)
-    ls1 = self.layer_scale_1[...].astype(x.dtype)
-    ls2 = self.layer_scale_2[...].astype(x.dtype)
-    x = x + layers.drop_path(ls1 * self.mixer(self.norm1(x)), self.drop_path,
-                             keys[0])
-    return x + layers.drop_path(ls2 * self.mlp(self.norm2(x)),
-                                self.drop_path, keys[1])
+    x = layers.scaled_residual(x, layers.drop_path(
+        self.mixer(self.norm1(x)), self.drop_path, keys[0]),
+                               self.layer_scale_1[...])
+    return layers.scaled_residual(x, layers.drop_path(
+        self.mlp(self.norm2(x)), self.drop_path, keys[1]),
+                                  self.layer_scale_2[...])
 
 
 class DSTFormerBlock(nnx.Module):
@@ -123,12 +123,12 @@ class DSTFormerBlock(nnx.Module):
     self.fusion.bias[...] = jnp.full((2,), 0.5, param_dtype)
 
   def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
-    """[batch, frames, joints, dim] -> same shape (compute dtype)."""
+    """[batch, frames, joints, dim] float32 -> same shape, float32."""
     keys = _branch_keys(rng, 4)
     x_attn = self.att_temporal(self.att_spatial(x, keys[0]), keys[1])
     x_graph = self.graph_temporal(self.graph_spatial(x, keys[2]), keys[3])
     logits = self.fusion(jnp.concatenate([x_attn, x_graph], axis=-1))
-    alpha = layers.softmax(logits).astype(x.dtype)
+    alpha = layers.softmax(logits)  # float32, as the streams.
     return x_attn * alpha[..., 0:1] + x_graph * alpha[..., 1:2]
 
 
@@ -309,43 +309,39 @@ class MIBlock(nnx.Module):
       rng: drop-path key, or None (deterministic).
 
     Returns:
-      The updated (x, proxy), same shapes and dtype.
+      The updated (x, proxy), same shapes, float32 (the residual streams).
     """
     keys = _branch_keys(rng, 8)
     rate = self.drop_path
 
-    def ls(i):
-      return getattr(self, f'layer_scale_{i}')[...].astype(x.dtype)
+    def residual(stream, i, branch, key):
+      return layers.scaled_residual(
+          stream, layers.drop_path(branch, rate, key),
+          getattr(self, f'layer_scale_{i}')[...])
 
     # PUM: the proxy reads the sequence; pum_qk defines its map A_pum
     # [b*j, heads, L, frames].
     x_normed = self.norm_full(x)
     pum_qk, update = self.center_full(self.norm_center(proxy), x_normed)
-    proxy = proxy + layers.drop_path(ls(1) * update, rate, keys[0])
-    proxy = proxy + layers.drop_path(
-        ls(2) * self.mlp_1(self.norm_1(proxy)), rate, keys[1])
+    proxy = residual(proxy, 1, update, keys[0])
+    proxy = residual(proxy, 2, self.mlp_1(self.norm_1(proxy)), keys[1])
     # PIM: the sequence reads the updated proxy; pim_qk defines A_pim
     # [b*j, heads, frames, L].
     pim_qk, update = self.full_center(x_normed, self.norm_center(proxy))
-    x = x + layers.drop_path(ls(3) * update, rate, keys[2])
-    x = x + layers.drop_path(ls(4) * self.mlp_2(self.norm_2(x)), rate,
-                             keys[3])
+    x = residual(x, 3, update, keys[2])
+    x = residual(x, 4, self.mlp_2(self.norm_2(x)), keys[3])
     mix = jax.nn.sigmoid(self.att_weight[...].astype(jnp.float32))
     # The plain temporal self-attention sub-block (code only, not in the
     # paper) runs before PAM.
-    x = x + layers.drop_path(
-        ls(7) * self.map_sa_self(self.norm_sa_self(x)), rate, keys[4])
-    x = x + layers.drop_path(
-        ls(8) * self.mlp_sa_self(self.norm_mlp_self(x)), rate, keys[5])
+    x = residual(x, 7, self.map_sa_self(self.norm_sa_self(x)), keys[4])
+    x = residual(x, 8, self.mlp_sa_self(self.norm_mlp_self(x)), keys[5])
     # PAM, with the frame-to-frame map through the proxy, A_pim @ A_pum,
     # applied as two attention calls (not detached: gradients flow into
     # both cross-attentions' queries and keys).
-    x = x + layers.drop_path(
-        ls(5) * self.map_sum(self.norm_sa_1(x), self.full_center, pim_qk,
-                             self.center_full, pum_qk, mix),
-        rate, keys[6])
-    x = x + layers.drop_path(ls(6) * self.mlp_sa(self.norm_sa_2(x)), rate,
-                             keys[7])
+    x = residual(x, 5, self.map_sum(self.norm_sa_1(x), self.full_center,
+                                    pim_qk, self.center_full, pum_qk, mix),
+                 keys[6])
+    x = residual(x, 6, self.mlp_sa(self.norm_sa_2(x)), keys[7])
     return x, proxy
 
 
@@ -397,19 +393,19 @@ class MemoryInducedBlock(nnx.Module):
 
   def __call__(self, x: jax.Array, proxy: jax.Array,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Maps (x [batch, frames, joints, dim], proxy [batch, L, joints, dim])
-    to the updated pair, same shapes and dtype."""
+    """Maps (x [batch, frames, joints, dim], proxy [batch, L, joints, dim]),
+    float32, to the updated pair, same shapes, float32."""
     keys = _branch_keys(rng, 7)
-    scales = self.local_layer_scales[...].astype(x.dtype)
+    scales = self.local_layer_scales[...]
     pieces = []
     for i, (start, stop) in enumerate(torch_chunk_bounds(x.shape[1], 3)):
       chunk = x[:, start:stop]
-      chunk = chunk + layers.drop_path(
-          scales[i] * self.local_attention_list[i](self.local_norms[i](chunk)),
-          self.drop_path, keys[2 * i])
-      chunk = chunk + layers.drop_path(
-          scales[i + 3] * self.loacl_mlps[i](self.local_norms[i + 3](chunk)),
-          self.drop_path, keys[2 * i + 1])
+      chunk = layers.scaled_residual(chunk, layers.drop_path(
+          self.local_attention_list[i](self.local_norms[i](chunk)),
+          self.drop_path, keys[2 * i]), scales[i])
+      chunk = layers.scaled_residual(chunk, layers.drop_path(
+          self.loacl_mlps[i](self.local_norms[i + 3](chunk)),
+          self.drop_path, keys[2 * i + 1]), scales[i + 3])
       pieces.append(chunk)
     return self.cross_temporal(jnp.concatenate(pieces, axis=1), proxy,
                                keys[6])
@@ -448,8 +444,9 @@ class TCPFormer(nnx.Module):
   pairs over a pose sequence and a learnable pose proxy.
 
   `model(x)`: x float32 [batch, frames, joints, dim_in] -> float32 [batch,
-  frames, joints, dim_out]. Parameters in `param_dtype`, compute in `dtype`;
-  LayerNorm statistics, softmaxes and the proxy aggregation map in float32.
+  frames, joints, dim_out]. Parameters in `param_dtype`, matmuls in `dtype`;
+  LayerNorm statistics, softmaxes, the PAM mix and the residual streams
+  (the scan carry) in float32.
   """
 
   # Submodules whose parameters carry a leading layer axis (stacking.py).
@@ -511,8 +508,9 @@ class TCPFormer(nnx.Module):
     """Applies the `depth` layer pairs (scanned or unrolled).
 
     Args:
-      x: [batch, frames, joints, dim] compute dtype.
-      proxy: [batch, proxy_frames, joints, dim] compute dtype.
+      x: [batch, frames, joints, dim] float32 (the residual stream; the scan
+        carry stays float32 under a bfloat16 compute dtype).
+      proxy: [batch, proxy_frames, joints, dim] float32.
       dropout_rng: drop-path key or None.
 
     Returns:
@@ -560,12 +558,13 @@ class TCPFormer(nnx.Module):
           'TCPFormer input: expected [batch, frames, '
           f'{self.num_joints}, {self.dim_in}], got {tuple(x.shape)}')
     batch = x.shape[0]
-    dtype = self.dtype
+    f32 = jnp.float32
     # The proxy is shared by the batch; every sample updates its own copy.
-    proxy = self.center_pose[...] + self.center_pos_embed[...]
-    proxy = jnp.broadcast_to(proxy.astype(dtype)[None],
-                             (batch,) + proxy.shape)
+    # Residual streams (x, proxy) are float32 under any compute dtype.
+    proxy = (self.center_pose[...].astype(f32) +
+             self.center_pos_embed[...].astype(f32))
+    proxy = jnp.broadcast_to(proxy[None], (batch,) + proxy.shape)
     # Spatial (per-joint) embedding only: no temporal positional embedding.
-    x = self.joints_embed(x) + self.pos_embed[...].astype(dtype)
+    x = self.joints_embed(x).astype(f32) + self.pos_embed[...].astype(f32)
     x, _ = self._run_pairs(x, proxy, dropout_rng)
     return self.head(self.rep_logit(self.norm(x))).astype(jnp.float32)

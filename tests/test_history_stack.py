@@ -280,3 +280,27 @@ def test_views_agree():
   # Views cross jax.checkpoint / jit as pytrees.
   got = jax.jit(lambda v: v.weighted_sum(weights, 'records'))(stacked)
   assert_close(got, stacked_sum)
+
+
+def test_custom_gradient_accumulates_buffer_cotangents_in_float32():
+  # Every layer l writes slot l = p * slot 0, p = 2^-10, in bfloat16. The
+  # cotangent of slot 0 is 1 (its own) + 16 * 2^-10 = 1.015625, exactly
+  # representable in bf16; summed in bf16, each 1 + 2^-10 rounds back to 1
+  # (half an ulp of 1 is 2^-8) and the layers' share would be lost.
+  depth = 16
+  buffers = {'a': jnp.zeros((depth + 1, 3), jnp.bfloat16).at[0].set(1.0)}
+  stacked = {'p': jnp.full((depth,), 2.0**-10, jnp.bfloat16)}
+
+  def layer_fn(params, shared, inputs, index, bufs):
+    del shared, inputs, index
+    return {'a': params['p'] * bufs['a'][0]}
+
+  def loss(buffers):
+    final = history_stack.scan_write_once(layer_fn, stacked, None, None,
+                                          buffers, gradient='custom')
+    return jnp.sum(final['a'].astype(jnp.float32))
+
+  grad = jax.grad(loss)(buffers)['a']
+  assert grad.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(grad[0], np.float32),
+                                np.full(3, 1.015625, np.float32))

@@ -176,22 +176,30 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
       _, layer_vjp = jax.vjp(
           lambda p, s, b: step_fn(p, s, layer_inputs, index, b),
           layer_params, shared, seen)
-      params_grad, shared_grad, seen_grad = layer_vjp(
-          read_slots(buffer_cotangent, index))
+      slot_cotangent = {name: g.astype(final[name].dtype) for name, g in
+                        read_slots(buffer_cotangent, index).items()}
+      params_grad, shared_grad, seen_grad = layer_vjp(slot_cotangent)
       # Slot `index` was overwritten by this layer: before it, its cotangent
       # is zero. The input cotangent reaches slots < index only.
       seen_grad = slots_below(seen_grad, index)
       buffer_cotangent = {
           name: jax.lax.dynamic_update_index_in_dim(
-              g, jnp.zeros(g.shape[1:], g.dtype), index, 0) + seen_grad[name]
+              g, jnp.zeros(g.shape[1:], g.dtype), index, 0) +
+          seen_grad[name].astype(jnp.float32)
           for name, g in buffer_cotangent.items()
       }
       shared_cotangent = jax.tree.map(jnp.add, shared_cotangent, shared_grad)
       return (buffer_cotangent, shared_cotangent), params_grad
 
-    init = (dict(final_cotangent), jax.tree.map(jnp.zeros_like, shared))
+    # The buffer cotangent accumulates in float32 whatever the buffers'
+    # dtype: an early slot sums the contributions of every later layer.
+    init = ({name: g.astype(jnp.float32) for name, g in
+             final_cotangent.items()},
+            jax.tree.map(jnp.zeros_like, shared))
     (buffers_grad, shared_grad), stacked_grad = jax.lax.scan(
         reverse_step, init, (stacked, xs, indices), reverse=True)
+    buffers_grad = {name: g.astype(final[name].dtype)
+                    for name, g in buffers_grad.items()}
     # None: xs (keys, rates) get no cotangent.
     return stacked_grad, shared_grad, None, buffers_grad
 

@@ -254,6 +254,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.checkpoint_every_steps = -1
   # Checkpoints kept: the latest N plus the best by eval MPJPE.
   config.train.keep_checkpoints = 3
+  # XLA's persistent compilation cache (reruns, resumes and evaluations
+  # load the compiled steps): 'auto' = ~/.cache/l2a_jax/jax_compilation_cache,
+  # '' = off, or a directory (e.g. next to the workdirs: '../xla_cache').
+  config.train.compilation_cache_dir = 'auto'
   # Evaluate on at most this many test batches during training (-1 = all);
   # the final evaluation always uses the whole test set.
   config.train.eval_max_batches = -1

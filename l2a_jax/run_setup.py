@@ -8,11 +8,14 @@ from here, so neither imports the other for it:
 - `load_datasets(config)`: this process's training and test pipelines;
 - `abstract_model_state(config, mesh)`: graph definition, parameter shapes
   (a restore target with the replicated sharding) and constants;
-- `init_params(config, mesh)`: fresh parameters, born replicated.
+- `init_params(config, mesh)`: fresh parameters, born replicated;
+- `enable_compilation_cache(config, workdir)`: XLA's persistent cache.
 """
 
+import os
 from typing import Any
 
+from absl import logging
 from flax import nnx
 import jax
 import ml_collections
@@ -124,3 +127,46 @@ def init_params(config: ml_collections.ConfigDict,
           _create_split_model(config.model, config.seed)[1]),
       out_shardings=sharding.replicated(mesh),
   )()
+
+
+# ---------------------------------------------------------------------------
+# Compilation cache.
+# ---------------------------------------------------------------------------
+
+
+def compilation_cache_dir(config: ml_collections.ConfigDict,
+                          workdir: str) -> str | None:
+  """Where XLA's persistent compilation cache lives, or None (off).
+
+  `config.train.compilation_cache_dir`: 'auto' (the default, also when the
+  field is absent) = `~/.cache/l2a_jax/jax_compilation_cache`; '' = off;
+  a relative path is relative to the workdir (e.g. '../xla_cache': next to
+  the run directories); otherwise a directory or a URL (gs://bucket/cache).
+  """
+  value = str(config.train.get('compilation_cache_dir', 'auto'))
+  if not value:
+    return None
+  if value == 'auto':
+    return os.path.join(os.path.expanduser('~'), '.cache', 'l2a_jax',
+                        'jax_compilation_cache')
+  if '://' in value or os.path.isabs(value):
+    return value
+  return os.path.normpath(os.path.join(workdir, value))
+
+
+def enable_compilation_cache(config: ml_collections.ConfigDict,
+                             workdir: str) -> None:
+  """Turns on JAX's persistent compilation cache (`compilation_cache_dir`).
+
+  A rerun, a resumed run or an evaluation of the same model then loads the
+  compiled train and eval steps instead of compiling them again (minutes
+  for the full-size models). JAX caches programs that took at least
+  `jax_persistent_cache_min_compile_time_secs` (1 s) to compile.
+  """
+  path = compilation_cache_dir(config, workdir)
+  if path is None:
+    return
+  if '://' not in path:
+    os.makedirs(path, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', path)
+  logging.info('Persistent compilation cache: %s', path)

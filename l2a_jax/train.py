@@ -272,6 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = str(_absolute(workdir))
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  run_setup.enable_compilation_cache(config, workdir)
   is_main = jax.process_index() == 0
   writer = metric_writers.MetricWriter(workdir, just_logging=not is_main)
   mesh = run_setup.create_mesh(config)

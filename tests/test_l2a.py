@@ -20,10 +20,14 @@ import l2a_testing
 # Many small programs, each run once: compile them cheaply.
 pytestmark = pytest.mark.usefixtures('unoptimised_compiles')
 
-# Max |y_bf16 - y_f32| / max |y_f32| measured on the tiny informative model
-# (docs/models.md, "bfloat16"): 1.7e-3 to 4.4e-3 over three seeds; the
-# bound leaves a 3x margin over the worst.
-BFLOAT16_TOLERANCE = 1.5e-2
+# Max |y_bf16 - y_f32| / max |y_f32| on the tiny informative model, with
+# every layer built in bfloat16. (Until issue 12 this test only swapped
+# `options.dtype` on a float32-built model, so most layers stayed float32;
+# the 1.7e-3 to 4.4e-3 of docs/models.md came from that setup.) Measured
+# with real bf16 layers: 1.59e-2 with the float32 residual stream, 2.03e-2
+# with the bf16 stream before it. The bound is the old code's error: the
+# float32 stream must be no worse.
+BFLOAT16_TOLERANCE = 2.0e-2
 
 
 @pytest.mark.parametrize('frames', [9, 27, 81, 243])
@@ -105,14 +109,18 @@ def test_add_mode_gain_zero_equals_plain_backbone():
 def test_bfloat16_compute_close_to_float32():
   cfg = l2a_testing.model_config()
   graphdef, params = l2a_testing.build(cfg)
+  # The same parameters in a model built with model.dtype='bfloat16' (every
+  # Linear / LayerNorm carries its compute dtype).
+  graphdef16, _ = l2a_testing.build(l2a_testing.model_config(
+      {'dtype': 'bfloat16'}))
   x, _ = l2a_testing.inputs(cfg)
 
-  def run(params, dtype):
-    return l2a_testing.apply(graphdef, params, x, dtype=dtype)
+  def run(params, graphdef):
+    return l2a_testing.apply(graphdef, params, x)
 
   run = jax.jit(run, static_argnums=1)
-  y32 = run(params, jnp.dtype('float32'))
-  y16 = run(params, jnp.dtype('bfloat16'))
+  y32 = run(params, graphdef)
+  y16 = run(params, graphdef16)
   assert y16.dtype == jnp.float32  # the output is always float32
   error = float(jnp.abs(y16 - y32).max() / jnp.abs(y32).max())
   assert 0 < error < BFLOAT16_TOLERANCE, error

@@ -79,7 +79,8 @@ ITEMS = 'items'
 # a checkpoint may be resumed, evaluated or used for prediction with other
 # values than it was made with.
 EXECUTION_ONLY_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat',
-                         'recompute_attention', 'history_vjp', 'drop_path')
+                         'recompute_attention', 'attention_impl',
+                         'history_vjp', 'drop_path')
 # Longest cause quoted from a library error in a one-line message.
 _MAX_CAUSE = 300
 

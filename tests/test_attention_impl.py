@@ -175,3 +175,10 @@ def _all_eqns(jaxpr):
         inner = getattr(sub, 'jaxpr', sub)
         if hasattr(inner, 'eqns'):
           yield from _all_eqns(inner)
+
+
+def test_checkpoints_do_not_pin_the_attention_implementation():
+  from l2a_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  assert checkpointing.model_config_differences(
+      {'attention_impl': 'cudnn', 'dim': 8},
+      {'attention_impl': 'xla', 'dim': 8}) == []

@@ -202,7 +202,8 @@ def test_eval_mode_reproduces_the_final_evaluation(runs):
   assert 'Evaluating checkpoint step 2' in result.stderr
   # Its own folder, named after the dataset; the run's file is untouched.
   assert (workdir / 'eval_metrics.json').read_text() == trained_text
-  folder = [p for p in workdir.iterdir() if p.name.startswith('eval_')]
+  folder = [p for p in workdir.iterdir()
+            if p.is_dir() and p.name.startswith('eval_')]
   assert [p.name for p in folder] == ['eval_synthetic_test'], folder
   evaluated = json.loads((folder[0] / 'eval_metrics.json').read_text())
   assert evaluated['step'] == 2

@@ -129,7 +129,10 @@ def make_train_step(
     are donated; `metrics` are replicated scalars.
   """
   weights = {name: float(config.loss[name]) for name in losses.TERMS}
-  accumulation = int(config.optim.accumulation_steps)
+  accumulation = run_setup.batch_split(
+      int(config.data.batch_size), mesh.devices.size,
+      int(config.optim.accumulation_steps),
+      int(config.optim.get('max_per_device_batch', 0)))
   stochastic = float(config.model.drop_path) > 0.0
 
   def loss_fn(params, rest, inputs, targets, rng):
@@ -295,8 +298,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   graphdef, abstract_params, rest = run_setup.abstract_model_state(
       config, mesh)
-  tx, schedule = optim.create_optimizer(config.optim, steps_per_epoch,
-                                        total_steps)
+  tx, schedule = optim.create_optimizer(
+      config.optim, steps_per_epoch, total_steps,
+      global_batch=int(config.data.batch_size))
   replicated = sharding.replicated(mesh)
   init_opt_state = jax.jit(tx.init, out_shardings=replicated)
   abstract_opt_state = jax.eval_shape(tx.init, abstract_params)

@@ -274,6 +274,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.eval.write_picture = True
 
   config.mesh = ml_collections.ConfigDict()
-  # Devices on the data-parallel axis (-1 = all devices of all processes).
+  # Devices on the data-parallel axis (-1 = all devices of all processes,
+  # divided by fsdp).
   config.mesh.data = -1
+  # FSDP: devices sharing one copy of the parameters and optimizer state,
+  # each holding 1/fsdp of it (1 = plain data parallelism; the batch is split
+  # over data x fsdp devices either way; l2a_jax/sharding.py).
+  config.mesh.fsdp = 1
   return config

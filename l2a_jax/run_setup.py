@@ -9,8 +9,9 @@ from here, so neither imports the other for it:
   `optim.max_per_device_batch`, `batch_split`);
 - `load_datasets(config)`: this process's training and test pipelines;
 - `abstract_model_state(config, mesh)`: graph definition, parameter shapes
-  (a restore target with the replicated sharding) and constants;
-- `init_params(config, mesh)`: fresh parameters, born replicated.
+  (a restore target with the train-state sharding: replicated, or split
+  over 'fsdp') and constants;
+- `init_params(config, mesh)`: fresh parameters, born with that sharding.
 """
 
 from typing import Any
@@ -181,16 +182,18 @@ def abstract_model_state(
 
   Returns:
     `(graphdef, abstract_params, rest)`: `abstract_params` a pure dict of
-    `jax.ShapeDtypeStruct` carrying the replicated sharding (a restore
-    target), `rest` the model's non-parameter state (constants) as a pure
+    `jax.ShapeDtypeStruct` carrying the train-state sharding
+    (`sharding.state_shardings`: replicated, or split over 'fsdp'; a
+    restore target), `rest` the model's non-parameter state (constants) as a pure
     dict of replicated arrays.
   """
   graphdef, abstract_params, abstract_rest = nnx.split(
       models.abstract_model(config.model), nnx.Param, ...)
   replicated = sharding.replicated(mesh)
+  abstract_params = nnx.to_pure_dict(abstract_params)
   abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      nnx.to_pure_dict(abstract_params),
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_params, sharding.state_shardings(abstract_params, mesh),
   )
   rest = {}
   if jax.tree.leaves(abstract_rest):
@@ -204,9 +207,11 @@ def abstract_model_state(
 
 def init_params(config: ml_collections.ConfigDict,
                 mesh: jax.sharding.Mesh) -> Any:
-  """Initial parameters, created directly with the replicated sharding."""
+  """Initial parameters, created directly with the train-state sharding."""
+  abstract = nnx.to_pure_dict(
+      nnx.split(models.abstract_model(config.model), nnx.Param, ...)[1])
   return jax.jit(
       lambda: nnx.to_pure_dict(
           _create_split_model(config.model, config.seed)[1]),
-      out_shardings=sharding.replicated(mesh),
+      out_shardings=sharding.state_shardings(abstract, mesh),
   )()

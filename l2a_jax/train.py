@@ -110,6 +110,7 @@ def make_train_step(
     config: ml_collections.ConfigDict,
     parents: tuple[int, ...],
     mesh: jax.sharding.Mesh,
+    state_shardings: tuple[Any, Any] | None = None,
 ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
   """Builds the jitted, state-donating training step.
 
@@ -121,6 +122,8 @@ def make_train_step(
       `model.drop_path`).
     parents: joint parents (limb loss terms).
     mesh: the data mesh.
+    state_shardings: `(params, opt_state)` trees of shardings
+      (`sharding.state_shardings`; FSDP); None = replicated.
 
   Returns:
     `step_fn(params, opt_state, batch, rest, key, step) -> (params,
@@ -156,7 +159,8 @@ def make_train_step(
         x = jnp.swapaxes(x, 0, 1)
         return jax.lax.with_sharding_constraint(
             x, jax.sharding.NamedSharding(
-                mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)))
+                mesh, jax.sharding.PartitionSpec(
+                    None, sharding.batch_axes(mesh))))
 
       micro = {k: split(batch[k]) for k in TRAIN_KEYS}
 
@@ -189,11 +193,13 @@ def make_train_step(
     return params, opt_state, metrics
 
   replicated = sharding.replicated(mesh)
+  params_sharding, opt_sharding = state_shardings or (replicated, replicated)
   return jax.jit(
       train_step,
-      in_shardings=(replicated, replicated, sharding.batch_sharding(mesh),
-                    replicated, replicated, replicated),
-      out_shardings=(replicated, replicated, replicated),
+      in_shardings=(params_sharding, opt_sharding,
+                    sharding.batch_sharding(mesh), replicated, replicated,
+                    replicated),
+      out_shardings=(params_sharding, opt_sharding, replicated),
       donate_argnums=(0, 1),
   )
 
@@ -301,12 +307,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   tx, schedule = optim.create_optimizer(
       config.optim, steps_per_epoch, total_steps,
       global_batch=int(config.data.batch_size))
-  replicated = sharding.replicated(mesh)
-  init_opt_state = jax.jit(tx.init, out_shardings=replicated)
   abstract_opt_state = jax.eval_shape(tx.init, abstract_params)
+  # Replicated, or split over 'fsdp' like the parameters (sharding.py).
+  opt_sharding = sharding.state_shardings(abstract_opt_state, mesh)
+  init_opt_state = jax.jit(tx.init, out_shardings=opt_sharding)
   abstract_opt_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      abstract_opt_state,
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_opt_state, opt_sharding,
   )
 
   manager = checkpointing.CheckpointManager(
@@ -341,13 +348,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  parameter_overview.get_parameter_overview(params),
                  extra=console.FILE_ONLY)
   num_params = parameter_overview.count_parameters(params)
-  logging.info('Parameters: %d (%.2f M).', num_params, num_params / 1e6)
+  logging.info('Parameters: %d (%.2f M); train state %.3f MiB per device.',
+               num_params, num_params / 1e6,
+               sharding.bytes_per_device((params, opt_state)) / 2**20)
   writer.write_hparams(
       {**metric_writers.flatten_config(config.to_dict()),
        'num_params': num_params})
 
-  train_step = make_train_step(graphdef, tx, schedule, config,
-                               skeleton.parents, mesh)
+  train_step = make_train_step(
+      graphdef, tx, schedule, config, skeleton.parents, mesh,
+      state_shardings=(jax.tree.map(lambda x: x.sharding, abstract_params),
+                       opt_sharding))
   eval_step = evaluate.make_eval_step(graphdef, skeleton,
                                       config.eval.flip_test, mesh)
   protocol = evaluate.choose_protocol(config.data.name, info)

@@ -41,6 +41,7 @@ from l2a_jax import optim
 from l2a_jax import progress as progress_lib
 from l2a_jax import run_setup
 from l2a_jax import sharding
+from l2a_jax import throughput
 from l2a_jax import visualize
 from l2a_jax.data import skeleton as skeleton_lib
 
@@ -279,6 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns:
     The final evaluation metrics (also in `WORKDIR/eval_metrics.json`).
   """
+  wall = throughput.WallClock()
   workdir = str(_absolute(workdir))
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
@@ -371,6 +373,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   evaluate.write_baselines(workdir, baseline_params, fitted_on)
 
   def run_eval(max_batches: int):
+    with wall.timed('evaluation'):
+      return _run_eval(max_batches)
+
+  def _run_eval(max_batches: int):
     start = time.perf_counter()
     results, sample = evaluate.run_evaluation(
         eval_step, params, rest, datasets.make_eval_iter(), mesh, info,
@@ -390,16 +396,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     compiled_step = None
     last_log_time, last_log_step = time.perf_counter(), step
+    peak_flops = throughput.device_peak_flops(str(config.model.dtype))
+    step_flops = None
     while step < total_steps:
-      batch = sharding.global_batch(next(train_iter), mesh, TRAIN_KEYS)
+      with wall.timed('input'):
+        batch = sharding.global_batch(next(train_iter), mesh, TRAIN_KEYS)
       step_array = np.asarray(step, np.int32)
       if compiled_step is None:
         start = time.perf_counter()
-        compiled_step = train_step.lower(
-            params, opt_state, batch, rest, key, step_array).compile()
+        with wall.timed('compilation'):
+          compiled_step = train_step.lower(
+              params, opt_state, batch, rest, key, step_array).compile()
         logging.info('Compiled the train step in %.1f s.',
                      time.perf_counter() - start)
         _log_compiled_memory(compiled_step)
+        step_flops = throughput.step_flops_per_device(compiled_step)
         last_log_time = time.perf_counter()
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         params, opt_state, metrics = compiled_step(
@@ -415,6 +426,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         now = time.perf_counter()
         means['steps_per_second'] = (step - last_log_step) / max(
             now - last_log_time, 1e-9)
+        means.update(throughput.rate_scalars(
+            step - last_log_step, now - last_log_time,
+            int(config.data.batch_size), mesh.devices.size, step_flops,
+            peak_flops))
         means['epoch'] = step / steps_per_epoch
         # Per-step scalars: log file and TensorBoard; the bar shows the loss.
         writer.write_scalars(
@@ -433,9 +448,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         last_log_time = time.perf_counter()  # Do not count eval time.
         curves['eval_mpjpe'].append((step, eval_results['mpjpe_mm']))
       if do_ckpt and step < total_steps:
-        manager.save(step, params=params, opt_state=opt_state,
-                     data_iter=train_iter, meta=_meta(config),
-                     metrics=_best_metrics(eval_results))
+        with wall.timed('checkpointing'):
+          manager.save(step, params=params, opt_state=opt_state,
+                       data_iter=train_iter, meta=_meta(config),
+                       metrics=_best_metrics(eval_results))
+        last_log_time = time.perf_counter()  # Do not count the save.
     progress.close()
 
     # Final evaluation on the whole test set, then the last checkpoint.
@@ -446,12 +463,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         f'eval_{k}': v for k, v in final.items()
         if isinstance(v, (int, float))})
     if step not in manager.all_steps():
-      manager.save(step, params=params, opt_state=opt_state,
-                   data_iter=train_iter, meta=_meta(config),
-                   metrics=_best_metrics(final))
+      with wall.timed('checkpointing'):
+        manager.save(step, params=params, opt_state=opt_state,
+                     data_iter=train_iter, meta=_meta(config),
+                     metrics=_best_metrics(final))
     # The metrics file marks a finished run: only once the final checkpoint
     # is complete on disk.
-    manager.wait_until_finished()
+    with wall.timed('checkpointing'):
+      manager.wait_until_finished()
     evaluate.write_eval_metrics(workdir, final)
     if config.eval.write_picture:
       picture = evaluate.write_picture(workdir, sample, info.skeleton)
@@ -477,7 +496,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise
   else:
     progress.close()
-    manager.close()  # Waits for pending async saves.
+    with wall.timed('checkpointing'):
+      manager.close()  # Waits for pending async saves.
+    # How the run's wall time went (log file and TensorBoard).
+    logging.info('%s.', wall.summary())
+    writer.write_scalars(step, {f'wall_seconds_{k}': v for k, v in
+                                wall.totals().items()}, terminal=False)
     writer.close()
   return final
 

@@ -65,6 +65,13 @@ def test_fsdp_matches_data_parallel(runs):
   assert "Mesh {'data': 2, 'fsdp': 4} over 8 devices" in logs['fsdp']
   dp, fsdp = _losses(root / 'dp'), _losses(root / 'fsdp')
   assert sorted(fsdp) == [1, 2]
+  # Throughput on every log line and the wall-time split at the end.
+  log = (root / 'fsdp' / 'log.txt').read_text()
+  for name in ('train_step_time_s=', 'train_clips_per_second=',
+               'train_clips_per_second_per_device='):
+    assert name in log
+  assert re.search(r'Wall time [\d.]+ s: compilation [\d.]+ s \(\d+%\), '
+                   r'input .*checkpointing .*evaluation .*training', log)
   np.testing.assert_allclose([fsdp[s] for s in (1, 2)],
                              [dp[s] for s in (1, 2)], rtol=0, atol=1e-5)
   mpjpe = [json.loads((root / r / 'eval_metrics.json').read_text())

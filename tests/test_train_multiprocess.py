@@ -5,13 +5,16 @@ global batch of a step holds the same clips as in a single-process run (in
 another row order), flipped or not by the same draws (flips are drawn per
 stream position): the loss and the parameters after 2 steps must match the
 single-process run of the same config, flip augmentation included, and so
-must the final evaluation's MPJPE (relative 1e-4).
+must the final evaluation's MPJPE (relative 1e-4). Then each checkpoint
+resumes under the other process count (2 processes -> 1, 1 -> 2) for a
+third step, and the two continuations agree.
 """
 
 import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -101,3 +104,32 @@ def test_two_processes_match_one_process(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   assert (tmp_path / 'two' / 'eval_metrics.json').exists()
   assert (tmp_path / 'two' / 'checkpoints' / '2' / 'data_iter').exists()
+
+  # Cross-count restores: the 2-process checkpoint continues in 1 process,
+  # the 1-process checkpoint in 2 processes; both start from the same
+  # step-2 state (checked above), so step 3 must agree.
+  shutil.copytree(two_dir, tmp_path / 'two_then_one')
+  shutil.copytree(tmp_path / 'one', tmp_path / 'one_then_two')
+  resumed_one = subprocess.run(
+      _command(tmp_path / 'two_then_one', data_dir,
+               '--config.train.num_train_steps=3'),
+      env=_env(1), cwd=_REPO, capture_output=True, text=True, timeout=600,
+      check=False)
+  assert resumed_one.returncode == 0, resumed_one.stderr[-4000:]
+  assert 'Restored checkpoint step 2 (full)' in resumed_one.stderr
+  resumed_two = subprocess.run(
+      ['bash', str(_LOCAL), '2', str(_TINY), str(tmp_path / 'one_then_two'),
+       *_flags(data_dir), '--config.train.num_train_steps=3'],
+      env=dict(_env(1), LOCAL_DEVICES='2', PYTHON=sys.executable),
+      cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+  assert resumed_two.returncode == 0, (
+      resumed_two.stdout[-3000:] + (tmp_path / 'one_then_two' / 'logs' /
+                                    'process1.log').read_text()[-3000:])
+  assert 'Restored checkpoint step 2 (full)' in resumed_two.stdout
+  step3 = [_losses(tmp_path / name / 'log.txt')[-1]
+           for name in ('two_then_one', 'one_then_two')]
+  np.testing.assert_allclose(step3[0], step3[1], rtol=1e-5)
+  a, _ = checkpointing.restore_params(tmp_path / 'two_then_one', step=3)
+  b, _ = checkpointing.restore_params(tmp_path / 'one_then_two', step=3)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)

@@ -221,7 +221,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.loss.limb_gt = 0.0
 
   config.optim = ml_collections.ConfigDict()
-  # 'adamw' | 'adam' (Adam with amsgrad=optim.amsgrad, no weight decay).
+  # 'adamw' | 'adam' (Adam with amsgrad=optim.amsgrad, no weight decay) |
+  # 'lamb' | 'lars' (layer-wise adaptive, for large batches; optax).
   config.optim.optimizer = 'adamw'
   config.optim.amsgrad = False
   # Peak learning rate.
@@ -235,12 +236,25 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # 'cosine' (to 0 over training).
   config.optim.schedule = 'epoch_decay'
   config.optim.lr_decay = 0.99
-  # Linear warm-up steps from 0 (0 = off, lineage).
+  # Linear warm-up from 0 over warmup_steps + warmup_epochs x steps per
+  # epoch updates (0 = off, lineage).
   config.optim.warmup_steps = 0
+  config.optim.warmup_epochs = 0.0
+  # Peak learning rate scaled with the global batch B: learning_rate x
+  # (B / lr_base_batch) ** p, p = 0 'none' (lineage) | 1/2 'sqrt' (Adam,
+  # LAMB) | 1 'linear' (SGD, LARS); see docs/scaling.md.
+  config.optim.lr_scaling = 'none'
+  config.optim.lr_base_batch = 16
   # Global-norm gradient clipping (0 = off, lineage).
   config.optim.grad_clip_norm = 0.0
-  # Micro-batches per optimizer step (the batch is split into this many).
-  config.optim.accumulation_steps = 1
+  # Micro-batches per optimizer step (the batch is split into this many;
+  # one update per step either way). -1 = auto: the fewest micro-batches
+  # that put at most max_per_device_batch rows on a device, so the same
+  # global batch starts on 1, 8, ... devices (run_setup.batch_split).
+  config.optim.accumulation_steps = -1
+  # Upper bound on rows per device per micro-batch for the auto choice
+  # (0 = no bound: one micro-batch).
+  config.optim.max_per_device_batch = 0
 
   config.train = ml_collections.ConfigDict()
   # Training length in epochs (one epoch = one pass over the training clips).
@@ -272,6 +286,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.eval.write_picture = True
 
   config.mesh = ml_collections.ConfigDict()
-  # Devices on the data-parallel axis (-1 = all devices of all processes).
+  # Devices on the data-parallel axis (-1 = all devices of all processes,
+  # divided by fsdp).
   config.mesh.data = -1
+  # FSDP: devices sharing one copy of the parameters and optimizer state,
+  # each holding 1/fsdp of it (1 = plain data parallelism; the batch is split
+  # over data x fsdp devices either way; l2a_jax/sharding.py).
+  config.mesh.fsdp = 1
   return config

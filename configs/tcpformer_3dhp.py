@@ -19,6 +19,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   l2a_3dhp = config_files.load_sibling(__file__, 'l2a_3dhp')
   config = tcpformer.get_config(arg or 'frames=81')
   config = l2a_3dhp.apply_3dhp(config)
-  # The official 3DHP script trains without accumulation.
-  config.optim.accumulation_steps = 1
+  # The official 3DHP script trains without accumulation (auto with no
+  # per-device bound: one micro-batch).
+  config.optim.accumulation_steps = -1
+  config.optim.max_per_device_batch = 0
   return config

@@ -80,6 +80,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   frames = config.model.num_frames
   config.model = get_model_config(frames)
   # The official recipe: batch 4 x 4 accumulation at T = 243 and 8 x 2 at
-  # T = 81, i.e. an effective batch of 16.
-  config.optim.accumulation_steps = 4 if frames == 243 else 2
+  # T = 81, i.e. an effective batch of 16. Expressed as a bound on the rows
+  # per device, so that one device accumulates 4 (2) micro-batches and 8
+  # devices (2 rows each) none: the same global batch of 16 either way.
+  config.optim.accumulation_steps = -1
+  config.optim.max_per_device_batch = 4 if frames == 243 else 8
   return config

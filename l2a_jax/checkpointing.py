@@ -683,6 +683,38 @@ class Restored:
   unusable_steps: list[int] = dataclasses.field(default_factory=list)
 
 
+def _iterator_state_of_other_process_count(
+    directory: epath.Path) -> dict[str, Any] | None:
+  """The data-iterator state when the checkpoint has another process count.
+
+  Grain writes one `process_<i>-of-<n>.json` per process. The training
+  stream is indexed by step (`input_pipeline`: step k is clips k*B ..
+  (k+1)*B - 1 of the shuffled stream, whatever the process count; process p
+  takes every P-th), so every process's saved state is the same
+  `next_index` and a run with another process count continues the same
+  stream from it.
+
+  Returns:
+    None when this process's own file exists (restore as saved), else the
+    common state of the saved files. Raises ValueError when the saved
+    states differ or there are none.
+  """
+  own = directory / (f'process_{jax.process_index()}-of-'
+                     f'{jax.process_count()}.json')
+  if own.exists():
+    return None
+  saved = sorted(directory.glob('process_*-of-*.json'))
+  states = [json.loads(path.read_text()) for path in saved]
+  if not states or any(state != states[0] for state in states):
+    raise ValueError(
+        f'{directory}: cannot continue the data stream with '
+        f'{jax.process_count()} processes: saved iterator states '
+        f'{[p.name for p in saved]} are missing or differ')
+  logging.info('Data iterator saved by %d processes, restored in %d: '
+               'state %s.', len(states), jax.process_count(), states[0])
+  return states[0]
+
+
 class CheckpointManager:
   """The trainer's checkpoints: async saves, latest N + best, full restore.
 
@@ -899,8 +931,14 @@ class CheckpointManager:
       if has_iter:
         before = data_iter.get_state()
         try:
-          self._manager.restore(candidate, args=ocp.args.Composite(**{
-              DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
+          # Saved by another process count: the common stream position.
+          other_count_state = _iterator_state_of_other_process_count(
+              step_dir / DATA_ITER)
+          if other_count_state is not None:
+            data_iter.set_state(other_count_state)
+          else:
+            self._manager.restore(candidate, args=ocp.args.Composite(**{
+                DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
         except Exception as e:  # pylint: disable=broad-exception-caught
           data_iter.set_state(before)
           raise UnusableCheckpointError(

@@ -150,7 +150,8 @@ def make_eval_step(
   replicated = sharding.replicated(mesh)
   return jax.jit(
       eval_step,
-      in_shardings=(replicated, replicated, sharding.batch_sharding(mesh),
+      # Parameters as they come (replicated, or split over 'fsdp').
+      in_shardings=(None, replicated, sharding.batch_sharding(mesh),
                     replicated),
       out_shardings=sharding.batch_sharding(mesh),
   )

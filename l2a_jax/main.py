@@ -11,10 +11,12 @@ then against the repository root, so the commands work from anywhere in a
 source checkout. Rerunning with the same `--workdir` resumes from its latest
 checkpoint.
 
-Multi-process runs (TPU pods, several GPU hosts): run the same command on
-every host with `L2A_JAX_DISTRIBUTED=1` (or `--distributed`); on TPU VMs and
-SLURM `jax.distributed.initialize()` finds the coordinator itself, otherwise
-pass `--coordinator_address`, `--num_processes` and `--process_id`.
+Multi-process runs (TPU pods, several GPU hosts, `launch/local.sh`): run the
+same command in every process. `l2a_jax/distributed.py` decides about
+`jax.distributed.initialize()`: explicit `--coordinator_address`,
+`--num_processes`, `--process_id` (or `L2A_JAX_COORDINATOR_ADDRESS`, ...),
+else `--[no]distributed` / `L2A_JAX_DISTRIBUTED=1|0`, else auto-detection of
+a multi-task SLURM step or a Cloud TPU VM.
 
 Output: a progress bar (steps, then evaluation batches; on a non-terminal a
 line every `--progress_seconds`), evaluation results and warnings; every log
@@ -36,6 +38,7 @@ from ml_collections import config_flags
 
 from l2a_jax import cli
 from l2a_jax import console
+from l2a_jax import distributed
 
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, summaries and results.')
@@ -44,8 +47,9 @@ _MODE = flags.DEFINE_enum(
     'train: train (resuming) and evaluate; eval: evaluate the latest '
     'checkpoint of --workdir on the full test set.')
 _DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', os.environ.get('L2A_JAX_DISTRIBUTED', '') == '1',
-    'Call jax.distributed.initialize() (default from L2A_JAX_DISTRIBUTED=1).')
+    'distributed', None,
+    'Force jax.distributed.initialize() on or off (default: '
+    'L2A_JAX_DISTRIBUTED, else auto-detection; l2a_jax/distributed.py).')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None,
     'host:port of process 0, when not found automatically.')
@@ -61,19 +65,6 @@ _PROGRESS_SECONDS = flags.DEFINE_float(
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file (configs/*.py), optionally :ARG.',
     lock_config=True)
-
-
-def maybe_initialize_distributed() -> None:
-  """The one place that decides about `jax.distributed.initialize()`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  if not _DISTRIBUTED.value:
-    return
-  kwargs = {}
-  if _COORDINATOR.value:
-    kwargs = dict(coordinator_address=_COORDINATOR.value,
-                  num_processes=_NUM_PROCESSES.value,
-                  process_id=_PROCESS_ID.value)
-  jax.distributed.initialize(**kwargs)
 
 
 def _log_to_workdir(workdir: str, process_index: int) -> None:
@@ -136,7 +127,14 @@ def main(argv: list[str]) -> None:
   from l2a_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   progress.set_default_interval(_PROGRESS_SECONDS.value)
-  maybe_initialize_distributed()
+  try:
+    decision = distributed.decide(
+        distributed=_DISTRIBUTED.value,
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  except ValueError as error:
+    cli.fail('main', str(error))
+  distributed.initialize(decision)
   _quiet_closed_loop_callbacks()
   # A log file on a full disk must not print a traceback per record; the
   # failure that matters is reported as the `error:` line.
@@ -148,11 +146,8 @@ def main(argv: list[str]) -> None:
   except (FileNotFoundError, workdir_lib.WorkdirError) as error:
     _stop(str(error))
   _log_to_workdir(workdir, jax.process_index())
-  logging.info('JAX %s, Flax %s; process %d of %d; %d local / %d global '
-               'devices: %s', jax.__version__, flax.__version__,
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(),
-               jax.local_devices())
+  logging.info('JAX %s, Flax %s; distributed: %s; %s', jax.__version__,
+               flax.__version__, decision.reason, distributed.describe())
   try:
     # One run per workdir (per job in multi-process runs).
     with workdir_lib.locked(workdir):

@@ -4,11 +4,14 @@
 from here, so neither imports the other for it:
 
 - `create_mesh(config)`: the device mesh of `config.mesh`, with the config
-  checked against it (one-line `ValueError` naming the field);
+  checked against it (one-line `ValueError` naming the field) and its
+  device-dependent fields resolved (`accumulation_steps` = -1: chosen from
+  `optim.max_per_device_batch`, `batch_split`);
 - `load_datasets(config)`: this process's training and test pipelines;
 - `abstract_model_state(config, mesh)`: graph definition, parameter shapes
-  (a restore target with the replicated sharding) and constants;
-- `init_params(config, mesh)`: fresh parameters, born replicated;
+  (a restore target with the train-state sharding: replicated, or split
+  over 'fsdp') and constants;
+- `init_params(config, mesh)`: fresh parameters, born with that sharding;
 - `enable_compilation_cache(config, workdir)`: XLA's persistent cache.
 """
 
@@ -31,6 +34,89 @@ from l2a_jax.data import input_pipeline
 # ---------------------------------------------------------------------------
 
 
+def batch_split(global_batch: int, num_devices: int, accumulation: int,
+                max_per_device_batch: int) -> int:
+  """Micro-batches per step so that a step fits on `num_devices` devices.
+
+  Each optimizer step takes `global_batch` rows; they are split into
+  `accumulation` micro-batches of `global_batch / accumulation` rows, each
+  spread evenly over the devices. With `accumulation` = -1 (auto) the
+  smallest count is chosen whose micro-batch puts at most
+  `max_per_device_batch` rows on a device (0 = no bound: 1 micro-batch), so
+  the same config (the same global batch, the same recipe) starts on 1 or 8
+  devices: TCPFormer's 16 rows run as 4 x 4 on one device, 1 x 2 per device
+  on 8.
+
+  Args:
+    global_batch: `config.data.batch_size`.
+    num_devices: devices the batch is split over.
+    accumulation: `config.optim.accumulation_steps` (>= 1, or -1 = auto).
+    max_per_device_batch: `config.optim.max_per_device_batch` (>= 0).
+
+  Returns:
+    The number of micro-batches (>= 1). Raises a one-line ValueError naming
+    the field when no split works.
+  """
+  if global_batch < 1:
+    raise ValueError(f'config.data.batch_size must be >= 1, got {global_batch}')
+  if global_batch % num_devices:
+    hint = (' (fewer rows than devices: raise the global batch, e.g. '
+            'configs/large_batch.py, or use fewer devices)'
+            if global_batch < num_devices else '')
+    raise ValueError(
+        f'config.data.batch_size={global_batch} must be divisible by the '
+        f'{num_devices} devices{hint}')
+  if accumulation == -1:
+    if max_per_device_batch < 0:
+      raise ValueError('config.optim.max_per_device_batch must be >= 0, got '
+                       f'{max_per_device_batch}')
+    per_device = global_batch // num_devices
+    if max_per_device_batch == 0:
+      return 1
+    for count in range(1, per_device + 1):
+      if per_device % count == 0 and per_device // count <= max_per_device_batch:
+        return count
+  if accumulation < 1:
+    raise ValueError(
+        f'config.optim.accumulation_steps must be >= 1 or -1 (auto), got '
+        f'{accumulation}')
+  if global_batch % (accumulation * num_devices):
+    raise ValueError(
+        f'config.data.batch_size={global_batch} must be divisible by '
+        f'accumulation_steps x devices = {accumulation} x {num_devices} '
+        f'(accumulation_steps=-1 chooses it from optim.max_per_device_batch)')
+  return accumulation
+
+
+def resolve_for_mesh(config: ml_collections.ConfigDict,
+                     mesh: jax.sharding.Mesh) -> None:
+  """Fills the device-dependent fields of `config` in place.
+
+  `optim.accumulation_steps` = -1 becomes the count `batch_split` chooses
+  (logged, and what TensorBoard's hyper-parameters show), and
+  `data.eval_batch_size` is rounded up to a multiple of the devices (the
+  last evaluation batch is padded and masked, so the metrics do not
+  change).
+  """
+  devices = mesh.devices.size
+  accumulation = batch_split(
+      int(config.data.batch_size), devices,
+      int(config.optim.accumulation_steps),
+      int(config.optim.get('max_per_device_batch', 0)))
+  if accumulation != config.optim.accumulation_steps:
+    logging.info('Gradient accumulation: %d micro-batches of %d rows (%d '
+                 'per device).', accumulation,
+                 config.data.batch_size // accumulation,
+                 config.data.batch_size // accumulation // devices)
+    config.optim.accumulation_steps = accumulation
+  eval_batch = int(config.data.eval_batch_size)
+  rounded = -(-eval_batch // devices) * devices
+  if rounded != eval_batch:
+    logging.info('config.data.eval_batch_size %d -> %d (a multiple of the %d '
+                 'devices).', eval_batch, rounded, devices)
+    config.data.eval_batch_size = rounded
+
+
 def check_config(config: ml_collections.ConfigDict,
                  mesh: jax.sharding.Mesh) -> None:
   """Raises a one-line ValueError naming the first inconsistent field."""
@@ -40,21 +126,15 @@ def check_config(config: ml_collections.ConfigDict,
         f'config.model.num_frames={config.model.num_frames}'
     )
   accumulation = int(config.optim.accumulation_steps)
-  if accumulation < 1:
-    raise ValueError(
-        f'config.optim.accumulation_steps must be >= 1, got {accumulation}'
-    )
   batch = int(config.data.batch_size)
   devices = mesh.devices.size
-  if batch % (accumulation * devices):
-    raise ValueError(
-        f'config.data.batch_size={batch} must be divisible by '
-        f'accumulation_steps x devices = {accumulation} x {devices}'
-    )
+  batch_split(batch, devices, accumulation,
+              int(config.optim.get('max_per_device_batch', 0)))
   sharding.process_batch_size(batch, mesh)
-  sharding.process_batch_size(
-      int(config.data.eval_batch_size), mesh, 'config.data.eval_batch_size'
-  )
+  eval_batch = int(config.data.eval_batch_size)
+  if eval_batch < 1:
+    raise ValueError(
+        f'config.data.eval_batch_size must be >= 1, got {eval_batch}')
   for key in losses.TERMS:
     if key not in config.loss:
       raise ValueError(f'config.loss.{key} is missing')
@@ -66,9 +146,15 @@ def check_config(config: ml_collections.ConfigDict,
 
 
 def create_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-  """The mesh of `config.mesh`, after checking `config` against it."""
+  """The mesh of `config.mesh`; checks `config` and resolves it for the mesh.
+
+  After the call `config.optim.accumulation_steps` is >= 1 and
+  `config.data.eval_batch_size` a multiple of the devices
+  (`resolve_for_mesh`).
+  """
   mesh = sharding.create_mesh(config.mesh)
   check_config(config, mesh)
+  resolve_for_mesh(config, mesh)
   return mesh
 
 
@@ -98,16 +184,18 @@ def abstract_model_state(
 
   Returns:
     `(graphdef, abstract_params, rest)`: `abstract_params` a pure dict of
-    `jax.ShapeDtypeStruct` carrying the replicated sharding (a restore
-    target), `rest` the model's non-parameter state (constants) as a pure
+    `jax.ShapeDtypeStruct` carrying the train-state sharding
+    (`sharding.state_shardings`: replicated, or split over 'fsdp'; a
+    restore target), `rest` the model's non-parameter state (constants) as a pure
     dict of replicated arrays.
   """
   graphdef, abstract_params, abstract_rest = nnx.split(
       models.abstract_model(config.model), nnx.Param, ...)
   replicated = sharding.replicated(mesh)
+  abstract_params = nnx.to_pure_dict(abstract_params)
   abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      nnx.to_pure_dict(abstract_params),
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_params, sharding.state_shardings(abstract_params, mesh),
   )
   rest = {}
   if jax.tree.leaves(abstract_rest):
@@ -121,11 +209,13 @@ def abstract_model_state(
 
 def init_params(config: ml_collections.ConfigDict,
                 mesh: jax.sharding.Mesh) -> Any:
-  """Initial parameters, created directly with the replicated sharding."""
+  """Initial parameters, created directly with the train-state sharding."""
+  abstract = nnx.to_pure_dict(
+      nnx.split(models.abstract_model(config.model), nnx.Param, ...)[1])
   return jax.jit(
       lambda: nnx.to_pure_dict(
           _create_split_model(config.model, config.seed)[1]),
-      out_shardings=sharding.replicated(mesh),
+      out_shardings=sharding.state_shardings(abstract, mesh),
   )()
 
 

@@ -41,6 +41,7 @@ from l2a_jax import optim
 from l2a_jax import progress as progress_lib
 from l2a_jax import run_setup
 from l2a_jax import sharding
+from l2a_jax import throughput
 from l2a_jax import visualize
 from l2a_jax.data import skeleton as skeleton_lib
 
@@ -110,6 +111,7 @@ def make_train_step(
     config: ml_collections.ConfigDict,
     parents: tuple[int, ...],
     mesh: jax.sharding.Mesh,
+    state_shardings: tuple[Any, Any] | None = None,
 ) -> Callable[..., tuple[Any, Any, dict[str, jax.Array]]]:
   """Builds the jitted, state-donating training step.
 
@@ -121,6 +123,8 @@ def make_train_step(
       `model.drop_path`).
     parents: joint parents (limb loss terms).
     mesh: the data mesh.
+    state_shardings: `(params, opt_state)` trees of shardings
+      (`sharding.state_shardings`; FSDP); None = replicated.
 
   Returns:
     `step_fn(params, opt_state, batch, rest, key, step) -> (params,
@@ -129,7 +133,10 @@ def make_train_step(
     are donated; `metrics` are replicated scalars.
   """
   weights = {name: float(config.loss[name]) for name in losses.TERMS}
-  accumulation = int(config.optim.accumulation_steps)
+  accumulation = run_setup.batch_split(
+      int(config.data.batch_size), mesh.devices.size,
+      int(config.optim.accumulation_steps),
+      int(config.optim.get('max_per_device_batch', 0)))
   stochastic = float(config.model.drop_path) > 0.0
 
   def loss_fn(params, rest, inputs, targets, rng):
@@ -153,7 +160,8 @@ def make_train_step(
         x = jnp.swapaxes(x, 0, 1)
         return jax.lax.with_sharding_constraint(
             x, jax.sharding.NamedSharding(
-                mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)))
+                mesh, jax.sharding.PartitionSpec(
+                    None, sharding.batch_axes(mesh))))
 
       micro = {k: split(batch[k]) for k in TRAIN_KEYS}
 
@@ -186,11 +194,13 @@ def make_train_step(
     return params, opt_state, metrics
 
   replicated = sharding.replicated(mesh)
+  params_sharding, opt_sharding = state_shardings or (replicated, replicated)
   return jax.jit(
       train_step,
-      in_shardings=(replicated, replicated, sharding.batch_sharding(mesh),
-                    replicated, replicated, replicated),
-      out_shardings=(replicated, replicated, replicated),
+      in_shardings=(params_sharding, opt_sharding,
+                    sharding.batch_sharding(mesh), replicated, replicated,
+                    replicated),
+      out_shardings=(params_sharding, opt_sharding, replicated),
       donate_argnums=(0, 1),
   )
 
@@ -270,6 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns:
     The final evaluation metrics (also in `WORKDIR/eval_metrics.json`).
   """
+  wall = throughput.WallClock()
   workdir = str(_absolute(workdir))
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   run_setup.enable_compilation_cache(config, workdir)
@@ -296,14 +307,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   graphdef, abstract_params, rest = run_setup.abstract_model_state(
       config, mesh)
-  tx, schedule = optim.create_optimizer(config.optim, steps_per_epoch,
-                                        total_steps)
-  replicated = sharding.replicated(mesh)
-  init_opt_state = jax.jit(tx.init, out_shardings=replicated)
+  tx, schedule = optim.create_optimizer(
+      config.optim, steps_per_epoch, total_steps,
+      global_batch=int(config.data.batch_size))
   abstract_opt_state = jax.eval_shape(tx.init, abstract_params)
+  # Replicated, or split over 'fsdp' like the parameters (sharding.py).
+  opt_sharding = sharding.state_shardings(abstract_opt_state, mesh)
+  init_opt_state = jax.jit(tx.init, out_shardings=opt_sharding)
   abstract_opt_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      abstract_opt_state,
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_opt_state, opt_sharding,
   )
 
   manager = checkpointing.CheckpointManager(
@@ -338,13 +351,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  parameter_overview.get_parameter_overview(params),
                  extra=console.FILE_ONLY)
   num_params = parameter_overview.count_parameters(params)
-  logging.info('Parameters: %d (%.2f M).', num_params, num_params / 1e6)
+  logging.info('Parameters: %d (%.2f M); train state %.3f MiB per device.',
+               num_params, num_params / 1e6,
+               sharding.bytes_per_device((params, opt_state)) / 2**20)
   writer.write_hparams(
       {**metric_writers.flatten_config(config.to_dict()),
        'num_params': num_params})
 
-  train_step = make_train_step(graphdef, tx, schedule, config,
-                               skeleton.parents, mesh)
+  train_step = make_train_step(
+      graphdef, tx, schedule, config, skeleton.parents, mesh,
+      state_shardings=(jax.tree.map(lambda x: x.sharding, abstract_params),
+                       opt_sharding))
   eval_step = evaluate.make_eval_step(graphdef, skeleton,
                                       config.eval.flip_test, mesh)
   protocol = evaluate.choose_protocol(config.data.name, info)
@@ -357,6 +374,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   evaluate.write_baselines(workdir, baseline_params, fitted_on)
 
   def run_eval(max_batches: int):
+    with wall.timed('evaluation'):
+      return _run_eval(max_batches)
+
+  def _run_eval(max_batches: int):
     start = time.perf_counter()
     results, sample = evaluate.run_evaluation(
         eval_step, params, rest, datasets.make_eval_iter(), mesh, info,
@@ -376,16 +397,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     compiled_step = None
     last_log_time, last_log_step = time.perf_counter(), step
+    peak_flops = throughput.device_peak_flops(str(config.model.dtype))
+    step_flops = None
     while step < total_steps:
-      batch = sharding.global_batch(next(train_iter), mesh, TRAIN_KEYS)
+      with wall.timed('input'):
+        batch = sharding.global_batch(next(train_iter), mesh, TRAIN_KEYS)
       step_array = np.asarray(step, np.int32)
       if compiled_step is None:
         start = time.perf_counter()
-        compiled_step = train_step.lower(
-            params, opt_state, batch, rest, key, step_array).compile()
+        with wall.timed('compilation'):
+          compiled_step = train_step.lower(
+              params, opt_state, batch, rest, key, step_array).compile()
         logging.info('Compiled the train step in %.1f s.',
                      time.perf_counter() - start)
         _log_compiled_memory(compiled_step)
+        step_flops = throughput.step_flops_per_device(compiled_step)
         last_log_time = time.perf_counter()
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         params, opt_state, metrics = compiled_step(
@@ -401,6 +427,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         now = time.perf_counter()
         means['steps_per_second'] = (step - last_log_step) / max(
             now - last_log_time, 1e-9)
+        means.update(throughput.rate_scalars(
+            step - last_log_step, now - last_log_time,
+            int(config.data.batch_size), mesh.devices.size, step_flops,
+            peak_flops))
         means['epoch'] = step / steps_per_epoch
         # Per-step scalars: log file and TensorBoard; the bar shows the loss.
         writer.write_scalars(
@@ -419,9 +449,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         last_log_time = time.perf_counter()  # Do not count eval time.
         curves['eval_mpjpe'].append((step, eval_results['mpjpe_mm']))
       if do_ckpt and step < total_steps:
-        manager.save(step, params=params, opt_state=opt_state,
-                     data_iter=train_iter, meta=_meta(config),
-                     metrics=_best_metrics(eval_results))
+        with wall.timed('checkpointing'):
+          manager.save(step, params=params, opt_state=opt_state,
+                       data_iter=train_iter, meta=_meta(config),
+                       metrics=_best_metrics(eval_results))
+        last_log_time = time.perf_counter()  # Do not count the save.
     progress.close()
 
     # Final evaluation on the whole test set, then the last checkpoint.
@@ -432,12 +464,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         f'eval_{k}': v for k, v in final.items()
         if isinstance(v, (int, float))})
     if step not in manager.all_steps():
-      manager.save(step, params=params, opt_state=opt_state,
-                   data_iter=train_iter, meta=_meta(config),
-                   metrics=_best_metrics(final))
+      with wall.timed('checkpointing'):
+        manager.save(step, params=params, opt_state=opt_state,
+                     data_iter=train_iter, meta=_meta(config),
+                     metrics=_best_metrics(final))
     # The metrics file marks a finished run: only once the final checkpoint
     # is complete on disk.
-    manager.wait_until_finished()
+    with wall.timed('checkpointing'):
+      manager.wait_until_finished()
     evaluate.write_eval_metrics(workdir, final)
     if config.eval.write_picture:
       picture = evaluate.write_picture(workdir, sample, info.skeleton)
@@ -463,7 +497,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise
   else:
     progress.close()
-    manager.close()  # Waits for pending async saves.
+    with wall.timed('checkpointing'):
+      manager.close()  # Waits for pending async saves.
+    # How the run's wall time went (log file and TensorBoard).
+    logging.info('%s.', wall.summary())
+    writer.write_scalars(step, {f'wall_seconds_{k}': v for k, v in
+                                wall.totals().items()}, terminal=False)
     writer.close()
   return final
 

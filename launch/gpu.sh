@@ -11,6 +11,8 @@
 # Without SLURM, set L2A_JAX_DISTRIBUTED=1 and pass --coordinator_address,
 # --num_processes and --process_id (different on each node) as extra flags.
 #
+# For multi-node jobs with one process per GPU use launch/slurm.sbatch.
+#
 # Prerequisite (once): pip install -U "jax[cuda12]" && pip install -e .
 set -euo pipefail
 if [[ $# -lt 2 ]]; then

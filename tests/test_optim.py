@@ -134,3 +134,43 @@ def test_gradient_clipping_bounds_the_global_norm():
   # Without clipping the result differs (the test would notice a no-op).
   assert not np.allclose(run(plain, grads_seq), run(plain, clipped_seq),
                          rtol=1e-3)
+
+
+def test_learning_rate_scales_with_the_global_batch():
+  sqrt = _optim_config(lr_scaling='sqrt', lr_base_batch=16)
+  assert optim.scaled_learning_rate(sqrt, 1024) == pytest.approx(5e-4 * 8)
+  linear = _optim_config(lr_scaling='linear', lr_base_batch=16)
+  assert optim.scaled_learning_rate(linear, 64) == pytest.approx(2e-3)
+  assert optim.scaled_learning_rate(_optim_config(), 1024) == 5e-4
+  schedule = optim.create_learning_rate_schedule(sqrt, 10, 100, 256)
+  assert float(schedule(0)) == pytest.approx(5e-4 * 4, rel=1e-6)
+  with pytest.raises(ValueError, match='lr_base_batch'):
+    optim.scaled_learning_rate(_optim_config(lr_scaling='sqrt'), 1024)
+  with pytest.raises(ValueError, match='config.optim.lr_scaling'):
+    optim.scaled_learning_rate(_optim_config(lr_scaling='cubic'), 16)
+
+
+def test_warmup_epochs_add_to_warmup_steps():
+  config = _optim_config(warmup_steps=2, warmup_epochs=0.5)
+  assert optim.warmup_steps(config, 10) == 7
+  schedule = optim.create_learning_rate_schedule(config, 10, 100)
+  np.testing.assert_allclose([schedule(0), schedule(6), schedule(7)],
+                             [5e-4 / 7, 5e-4, 5e-4], rtol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['lamb', 'lars'])
+def test_layerwise_optimisers_step_by_the_trust_ratio(name):
+  config = _optim_config(optimizer=name, weight_decay=0.0,
+                         weight_decay_mask='no_norm_bias', learning_rate=0.1)
+  tx, _ = optim.create_optimizer(config, 10, 100)
+  params = {'a': {'kernel': jnp.full((4, 4), 2.0)},
+            'b': {'kernel': jnp.full((4, 4), 0.01)}}
+  grads = {'a': {'kernel': jnp.full((4, 4), 1.0)},
+           'b': {'kernel': jnp.full((4, 4), 1.0)}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Same gradient, update proportional to the tensor's norm (trust ratio):
+  # 200x larger weights take a 200x larger step.
+  ratio = (float(optax.tree.norm(updates['a'])) /
+           float(optax.tree.norm(updates['b'])))
+  assert ratio == pytest.approx(200.0, rel=1e-3)
+  assert float(updates['a']['kernel'][0, 0]) < 0  # Downhill.

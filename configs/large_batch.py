@@ -1,0 +1,60 @@
+r"""L2A on Human3.6M with a large global batch (>= 1024): the scale-out recipe.
+
+  python -m l2a_jax.main --config configs/large_batch.py:batch=1024 \
+      --workdir gs://bucket/l2a_b1024
+  # On the synthetic data (no download), e.g. for docs/scaling.md:
+  python -m l2a_jax.main --config configs/large_batch.py:batch=512,data=synthetic \
+      --workdir /tmp/b512
+
+Argument: `batch=N` (global batch, default 1024), `frames=T` (as
+l2a_h36m.py, default 243), `data=h36m|synthetic`. Everything not set here
+is `l2a_h36m.py` (which documents every field). The recipe
+(`docs/scaling.md`):
+
+- LAMB (layer-wise trust ratio on Adam moments), weight decay 0.01 on the
+  linear kernels only (norms, biases, embeddings excluded);
+- peak learning rate by the square-root rule from the lineage's 5e-4 at
+  batch 16: 5e-4 x sqrt(N / 16) (4e-3 at 1024);
+- linear warm-up over the first 5 epochs, then cosine decay to 0 (a
+  per-epoch x0.99 staircase is too slow when an epoch has few steps);
+- global-norm clipping at 1.0;
+- accumulation chosen from at most 32 rows per device and micro-batch, so the
+  same global batch (and the same updates) run on 1, 8, 64, ... devices.
+"""
+
+import ml_collections
+
+from l2a_jax import config_files
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  """Returns the large-batch config; `arg` as in the module docstring."""
+  options = dict(kv.split('=') for kv in arg.split(',') if kv)
+  batch = int(options.pop('batch', 1024))
+  data = options.pop('data', 'h36m')
+  base_arg = ','.join(f'{k}={v}' for k, v in options.items())
+  base = config_files.load_sibling(__file__, 'l2a_h36m')
+  config = base.get_config(base_arg)
+  if data == 'synthetic':
+    config.data.name = 'synthetic'
+    config.data.builder_config = None
+    config.data.input_2d = 'gt'
+  elif data != 'h36m':
+    raise ValueError(f"large_batch.py: data must be 'h36m' or 'synthetic', "
+                     f'got {data!r}')
+
+  config.data.batch_size = batch
+  config.data.eval_batch_size = 256
+
+  config.optim.optimizer = 'lamb'
+  config.optim.weight_decay = 0.01
+  config.optim.weight_decay_mask = 'no_norm_bias'
+  config.optim.learning_rate = 5e-4  # At lr_base_batch; scaled below.
+  config.optim.lr_scaling = 'sqrt'
+  config.optim.lr_base_batch = 16
+  config.optim.schedule = 'cosine'
+  config.optim.warmup_epochs = 5.0
+  config.optim.grad_clip_norm = 1.0
+  config.optim.accumulation_steps = -1
+  config.optim.max_per_device_batch = 32
+  return config

@@ -23,6 +23,7 @@ import logging as std_logging
 import os
 import pathlib
 import re
+import traceback
 from typing import Iterator
 
 from absl import logging
@@ -63,12 +64,26 @@ def _is_noise(record: std_logging.LogRecord) -> bool:
     # (checkpointing.CheckpointSaveError); Orbax's own error records and
     # thread tracebacks go to the log file only.
     return True
+  if (record.name == 'asyncio' and record.levelno >= std_logging.ERROR
+      and f'{os.sep}orbax{os.sep}' in _record_text(record)):
+    # The same failed save seen by asyncio: an Orbax write task whose
+    # exception the save already reported ('Task exception was never
+    # retrieved' with its traceback).
+    return True
   message = record.getMessage()
   read_only = re.match(r'Given directory is read only=(.*)$', message)
   if read_only and not _writable(read_only.group(1)):
     return False
   return any(fragment in pathname and re.search(pattern, message)
              for fragment, pattern in KNOWN_NOISE)
+
+
+def _record_text(record: std_logging.LogRecord) -> str:
+  """A record's message with its exception text, if any."""
+  text = record.getMessage()
+  if record.exc_info:
+    text += ''.join(traceback.format_exception(*record.exc_info))
+  return text
 
 
 def _writable(path: str) -> bool:

@@ -472,9 +472,17 @@ def write_baselines(workdir: str, params: Mapping[str, np.ndarray],
   if jax.process_index() != 0:
     return
   path = epath.Path(workdir) / BASELINES_FILE
+  text = json.dumps(baselines.to_json(dict(params), fitted_on))
+  if path.exists() and path.read_text() == text:
+    return  # A resumed run: the same data gave the same fit.
   temporary = path.with_name(f'{path.name}.tmp')
-  temporary.write_text(json.dumps(baselines.to_json(dict(params), fitted_on)))
-  temporary.replace(path)
+  try:
+    temporary.write_text(text)
+    temporary.replace(path)
+  except OSError as error:
+    if temporary.exists():
+      temporary.unlink()
+    raise OSError(f'cannot write {path}: {error.strerror or error}') from error
 
 
 def read_baselines(workdir: str

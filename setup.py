@@ -34,6 +34,8 @@ setuptools.setup(
         'torch': ['torch'],
         # MP4 renders and --video backgrounds of `predict`.
         'video': ['imageio-ffmpeg'],
-        'test': ['pytest', 'pytest-xdist', 'chex', 'hypothesis', 'torch'],
+        # The tests render MP4s too, so they need the [video] plugin.
+        'test': ['pytest', 'pytest-xdist', 'chex', 'hypothesis',
+                 'imageio-ffmpeg', 'torch'],
     },
 )

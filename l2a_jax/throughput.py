@@ -4,7 +4,7 @@
   `step_time_s` (wall seconds per step over the logging window, evaluation
   and checkpointing excluded), `clips_per_second` (global) and
   `clips_per_second_per_device`, and `mfu` where the device's peak is known
-  (`benchmark/hardware.py`: NVIDIA H100 / H200 / A100; none on CPU or TPU).
+  (`l2a_jax/hardware.py`: NVIDIA H100 / H200 / A100; none on CPU or TPU).
   MFU here is the XLA-counted FLOPs of the compiled step per device
   (`compiled.cost_analysis()`, so recomputation under remat counts) divided
   by step time x peak FLOP/s.
@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import jax
 
-from l2a_jax.benchmark import hardware
+from l2a_jax import hardware
 
 CATEGORIES = ('compilation', 'input', 'checkpointing', 'evaluation')
 

@@ -20,7 +20,7 @@ import pytest
 
 from l2a_jax import models
 from l2a_jax.benchmark import cli as benchmark
-from l2a_jax.benchmark import hardware
+from l2a_jax import hardware
 from l2a_jax.benchmark import macs
 from l2a_jax.benchmark import plot as benchmark_plot
 
@@ -453,7 +453,7 @@ def test_benchmark_times_exactly_the_trainers_step():
   # A schedule with warmup and clipping: the benchmark must use them too.
   config.optim.update(dict(warmup_steps=3, grad_clip_norm=1.0,
                            accumulation_steps=1))
-  spec = {'model': config.model.to_dict(), 'dtype': 'float32',
+  spec = {'model': config.model.to_dict(), 'dtype': 'float32', 'batch': 2,
           'loss': config.loss.to_dict(), 'optim': config.optim.to_dict()}
   model_config = jax_side.model_config_for(spec)
   graphdef, params, rest = nnx.split(models.abstract_model(model_config),

@@ -9,7 +9,8 @@ Modules (imports point down this list, never up):
 - `jax_side`, `torch_side`: the training / inference steps of each framework;
 - `profiling`: framework profilers, top operations per step;
 - `plot`: the PNG (`python -m l2a_jax.benchmark.plot`);
-- `macs`: the jaxpr MAC counter; `hardware`: device peak FLOP/s, MFU;
+- `macs`: the jaxpr MAC counter (device peaks for MFU: `l2a_jax.hardware`,
+  shared with the trainer's throughput log);
 - `l2a_costs`: L2A compile time / memory against depth
   (`python -m l2a_jax.benchmark.l2a_costs`);
 - `common`: helpers the others share (spec keys, synthetic batch, timer,

@@ -47,7 +47,7 @@ Options:
   --plot OUT.png        draw samples/s, memory and memory vs depth.
 
 MACs and MFU conventions are in `l2a_jax.benchmark.macs` and
-`l2a_jax.benchmark.hardware`;
+`l2a_jax.hardware`;
 docs/benchmarks.md explains every column and holds the published numbers.
 """
 
@@ -69,7 +69,7 @@ import ml_collections
 
 from l2a_jax import cli
 from l2a_jax.benchmark import common
-from l2a_jax.benchmark import hardware
+from l2a_jax import hardware
 from l2a_jax.benchmark import profiling
 
 FRAMEWORKS = ('jax', 'torch', 'torch_compile')
@@ -88,7 +88,7 @@ MACS_CONVENTION = (
 MFU_CONVENTION = (
     'mfu = passes * 2 * macs_full * samples_per_s / peak FLOP/s of the '
     'device for the dtype (passes = 3 for train, 1 for infer); peak from '
-    'l2a_jax.benchmark.hardware (datasheet, dense); null on CPU and unknown '
+    'l2a_jax.hardware (datasheet, dense); null on CPU and unknown '
     'devices')
 
 FLAGS = flags.FLAGS

@@ -75,13 +75,15 @@ def trainer_config(spec: dict[str, Any]) -> ml_collections.ConfigDict:
   `optim` (the config's whole `optim` section: optimizer, schedule, weight
   decay mask, gradient clipping) as in the benchmarked config, except
   `optim.accumulation_steps = 1`: one timed step is one optimizer update on
-  `spec['batch']` clips, as on the PyTorch side.
+  `spec['batch']` clips, as on the PyTorch side (`data.batch_size` is that
+  batch: the step checks its split over the devices as in training).
   """
   loss = {name: float(spec['loss'].get(name, 0.0)) for name in losses.TERMS}
   return ml_collections.ConfigDict({
       'model': model_config_for(spec).to_dict(),
       'loss': loss,
       'optim': {**spec['optim'], 'accumulation_steps': 1},
+      'data': {'batch_size': int(spec['batch'])},
   })
 
 

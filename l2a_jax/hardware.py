@@ -1,4 +1,7 @@
-"""What the benchmark runs on: host description and peak FLOP/s for MFU.
+"""What a run is on: host description and peak FLOP/s for MFU.
+
+Shared by the benchmark (`l2a_jax.benchmark`) and the trainer's throughput
+log (`l2a_jax.throughput`); imports nothing of `l2a_jax`.
 
 Peak rates are vendor datasheet numbers for dense (not 2:4 sparse) matrix
 math, per device, in FLOP/s (one MAC = 2 FLOPs). They are an upper bound, not

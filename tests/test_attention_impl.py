@@ -54,8 +54,13 @@ def test_implementations_agree(mode, recompute):
     np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
     for got, want in zip(jax.tree.leaves(got_grads),
                          jax.tree.leaves(want_grads)):
-      assert float(jnp.abs(want).max()) > 0
-      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+      scale = float(jnp.abs(want).max())
+      assert scale > 0
+      # Float32 summation order differs between the implementations (and
+      # between CPU generations): absolute error ~1 ulp of the tensor's
+      # largest entry, so the floor is relative to that scale.
+      np.testing.assert_allclose(got, want, rtol=1e-4,
+                                 atol=1e-6 * max(1.0, scale))
 
 
 def test_auto_resolves_to_xla_off_gpu():

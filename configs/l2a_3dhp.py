@@ -38,6 +38,8 @@ def apply_3dhp(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # Unused by the 3DHP test windows (one centred on every valid frame).
   config.data.test_stride = 1
   config.data.input_2d = 'gt'
+  if 'root_joint' in config.model:  # L2A: MPI-INF-3DHP's root is joint 14.
+    config.model.root_joint = 14
   config.data.batch_size = BATCH_SIZE[frames]
   config.data.eval_batch_size = 64
   config.optim.optimizer = 'adam'

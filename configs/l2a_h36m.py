@@ -95,6 +95,22 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # Positional embeddings added to the joint embedding: 'spatial_temporal'
   # (P_s [J, C] + P_t [T, C], trunc-normal 0.02) | 'spatial' | 'none'.
   model.pos_embed = 'spatial_temporal'
+  # Joint embedding: 'joint' (each token embeds its own joint's (x, y,
+  # confidence): the paper's design) | 'frame' (ours, not in the paper:
+  # each token also gets a joint-specific linear map of the whole frame's
+  # input, [J * dim_in] -> [dim], so every token starts from the frame's
+  # configuration; a short run then learns relative depth,
+  # docs/training.md "Diagnosis").
+  model.joint_embed = 'joint'
+  # Input normalisation inside the model: 'none' (the 2D as the data gives
+  # it: the paper) | 'root_scale' (ours: each frame's (x, y) minus the root
+  # joint's, divided by the RMS distance of the joints from the root, and
+  # the output multiplied by that size: scale-equivariant, meant for
+  # image-space 2.5D targets, data.target_space='image_2_5d' or MotionBERT
+  # labels; docs/training.md "Diagnosis").
+  model.input_norm = 'none'
+  # Root joint of the skeleton (h36m 0; MPI-INF-3DHP 14): input_norm's root.
+  model.root_joint = 0
 
   # History Pose Accumulation: each layer reads a learned mix of the outputs
   # of all earlier layers (docs/models.md, l2a_design.md section 3.4).
@@ -176,6 +192,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.test_split = 'test'
   # Frames per clip (must equal model.num_frames).
   config.data.num_frames = frames
+  # More training data: 'name[/builder_config],...' of other prepared
+  # datasets (same data_dir, same skeleton; 'synthetic' follows
+  # data.synthetic) whose train splits join this dataset's training clips;
+  # evaluation stays on this dataset. '' = none (configs/real_motion.py:
+  # 'synthetic').
+  config.data.extra_train = ''
   # Window stride for training clips (T/3, overlapping, as the lineage).
   config.data.train_stride = frames // 3
   # Window stride for test clips (T: non-overlapping, the protocol).
@@ -183,6 +205,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Input 2D: 'detected' (the dataset's detections with confidence) | 'gt'
   # (x, y of the normalised 3D label, confidence 1; the GT-2D setting).
   config.data.input_2d = 'detected'
+  # Training targets of datasets with camera-space mm labels (synthetic,
+  # bvh_motion, MPI-INF-3DHP, VideoPose3D Human3.6M): 'camera' (root-relative
+  # mm * 2 / W; evaluated against the camera-space mm pose) | 'image_2_5d'
+  # (MotionBERT's image-space 2.5D label, data_and_metrics.md section 10.9b:
+  # (u, v, (Z - Z_root) / lambda) in pixels, lambda = Z_root / f_x mm per
+  # pixel, times 2 / W; evaluated in mm as the Human3.6M protocol does, the
+  # prediction times W / 2 times lambda against the 2.5D mm pose; needs the
+  # camera intrinsics). Image-space labels (MotionBERT Human3.6M) are 2.5D
+  # already and ignore it.
+  config.data.target_space = 'camera'
   # Random left-right flip of input and target with probability 0.5.
   config.data.flip_augment = True
   # Global batch size (split over processes and devices).

@@ -20,7 +20,8 @@ fi
 #    cameras; camera 0's pixel keypoints as a COCO-17 annotation file.
 python -m l2a_jax.data.bvh --input "$BVH" \
     --output "$OUT/131_01.npz" --coco_json "$OUT/131_01_coco.json" --camera 0
-# 2. Lift to 3D (mm for this checkpoint) and render the animation.
+# 2. Lift to 3D (px for this checkpoint: it was trained on 2.5D image-space
+#    targets, data.target_space) and render the animation.
 python -m l2a_jax.predict --config configs/quickstart.py --workdir "$WORKDIR" \
     --input "$OUT/131_01_coco.json" --output "$OUT/131_01_3d.json" --fps 50 \
     --render "$OUT/131_01.gif"

@@ -90,6 +90,8 @@ VARIANTS = {
                                 'pos_embed': 'none', 'init': 'trunc_normal'},
     'replace_compact_shared_mlp': {'hpa.mode': 'replace', 'lpa.dim': 8,
                                    'shared_mlp': True},
+    'frame_embed_root_scale': {'joint_embed': 'frame',
+                               'input_norm': 'root_scale', 'root_joint': 3},
 }
 
 

@@ -1,4 +1,4 @@
-"""The launch scripts' --dry_run: the exact commands, exit 0, nothing run."""
+"""The launch scripts: --dry_run commands (exit 0, nothing run), usage errors."""
 
 import pathlib
 import subprocess
@@ -61,3 +61,13 @@ def test_bad_usage_exits_2():
                        'configs/tiny.py', '/tmp/run')
   assert local_workdir.returncode == 2
   assert 'must be a gs:// path' in local_workdir.stderr
+
+
+def test_real_motion_needs_both_cmu_clips(tmp_path):
+  (tmp_path / '01_01.bvh').write_text('HIERARCHY\n')
+  result = _run('real_motion.sh', str(tmp_path), str(tmp_path / 'run'),
+                str(tmp_path / 'data'))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      f'launch/real_motion.sh: {tmp_path}/131_01.bvh: no such file']
+  assert not (tmp_path / 'data').exists()

@@ -14,7 +14,8 @@ Entry point (what the trainer calls):
 reads both splits into host memory once (a split is at most ~1 GB of
 float32), normalises them, cuts clips of T = `num_frames` frames and builds:
 
-- `train_iter`: a `grain.DatasetIterator` over an endless stream of clips,
+- `train_iter`: a `grain.DatasetIterator` over an endless stream of clips
+  (of the train split, plus the train splits of `data.extra_train`),
   reshuffled every epoch (`default_rng([seed, epoch]).permutation`), with a
   random left-right flip (probability 0.5, `flip_augment`). Process p of P
   takes elements p, p + P, p + 2P, ... of the shuffled stream in batches of
@@ -41,8 +42,14 @@ Normalisation (per video, image width w and height h):
   2D: x / w * 2 - 1, y / w * 2 - h / w; confidence kept.
   MotionBERT labels (pixels): the same for x, y and z / w * 2; targets_mm =
   `joints_2.5d_image` root-relative; scale_to_mm = w / 2 * 2.5d_factor.
-  Camera-space labels (mm): targets = root-relative mm * 2 / w;
-  targets_mm = root-relative mm; scale_to_mm = w / 2.
+  Camera-space labels (mm), `target_space='camera'`: targets = root-relative
+  mm * 2 / w; targets_mm = root-relative mm; scale_to_mm = w / 2.
+  Camera-space labels, `target_space='image_2_5d'` (the 2.5D label of
+  data_and_metrics.md section 10.9b; needs the camera): per frame
+  lambda = Z_root / f_x mm per pixel, pixel label (u, v, Z / lambda) with
+  (u, v) the projection; targets = root-relative pixel label * 2 / w;
+  targets_mm = root-relative pixel label * lambda (the 2.5D mm pose);
+  scale_to_mm = w / 2 * lambda (as MotionBERT's labels).
   `input_2d='gt'`: x, y of the normalised label with confidence 1 (image
   labels), or the pinhole(+lens) projection of camera-space labels when the
   camera is known (else the dataset's 2D, which is ground truth for 3DHP).
@@ -67,6 +74,7 @@ from typing import Callable, Iterator
 
 from absl import logging
 import grain
+import ml_collections
 import numpy as np
 
 from l2a_jax.data import builders
@@ -187,8 +195,35 @@ def _ground_truth_2d(record, label_norm, width, height):
   return transforms.normalize_screen(pixels, width, height)
 
 
-def load_split(source, *, input_2d: str, with_mm: bool,
-               where: str) -> SplitArrays:
+TARGET_SPACES = ('camera', 'image_2_5d')
+
+
+def _image_2_5d_label(record, joints, width, height, root, where):
+  """Camera-space mm [F, J, 3] -> (pixel label [F, J, 3], lambda [F]).
+
+  Pixel label (u, v, Z / lambda) with lambda = Z_root / f_x (mm per pixel at
+  the root's depth): root-relative, x, y are the 2D offsets and depth is in
+  the same pixel scale.
+  """
+  intrinsics = np.asarray(record['intrinsics'], np.float64)
+  if not intrinsics[0] > 0:
+    raise ValueError(
+        f"{where}: video {record['source']} has no camera intrinsics, so "
+        "data.target_space='image_2_5d' cannot build its 2.5D label; use "
+        "data.target_space='camera'")
+  camera = cameras_lib.Camera(
+      name='', intrinsics=intrinsics, width=width, height=height,
+      rotation=np.eye(3), position=np.zeros(3))
+  pixels = cameras_lib.project(joints, camera,
+                               distort=bool(np.any(intrinsics[4:])))
+  scale = joints[:, root, 2].astype(np.float64) / intrinsics[0]
+  depth = joints[..., 2].astype(np.float64) / scale[:, None]
+  label = np.concatenate([pixels, depth[..., None]], -1)
+  return label.astype(np.float32), scale.astype(np.float32)
+
+
+def load_split(source, *, input_2d: str, with_mm: bool, where: str,
+               target_space: str = 'camera') -> SplitArrays:
   """Reads every record of a split and normalises it.
 
   Args:
@@ -196,6 +231,8 @@ def load_split(source, *, input_2d: str, with_mm: bool,
     input_2d: 'detected' or 'gt'.
     with_mm: also compute `targets_mm` and `scale_to_mm` (evaluation).
     where: dataset/split name for messages.
+    target_space: 'camera' | 'image_2_5d': the targets of camera-space
+      labels (module doc); image-space labels ignore it.
 
   Returns:
     The split's arrays.
@@ -206,6 +243,9 @@ def load_split(source, *, input_2d: str, with_mm: bool,
   if input_2d not in ('detected', 'gt'):
     raise ValueError(f"data.input_2d must be 'detected' or 'gt', got "
                      f'{input_2d!r}')
+  if target_space not in TARGET_SPACES:
+    raise ValueError(f'data.target_space must be one of {TARGET_SPACES}, '
+                     f'got {target_space!r}')
   num_records = len(source)
   if num_records == 0:
     raise ValueError(f'{where}: the split is empty')
@@ -227,8 +267,14 @@ def load_split(source, *, input_2d: str, with_mm: bool,
     keypoints = np.asarray(record['keypoints_2d'], np.float32)
     joints = np.asarray(record['joints_3d'], np.float32)
     frames = keypoints.shape[0]
+    image_2_5d = (record['label_space'] != 'image_pixels'
+                  and target_space == 'image_2_5d')
     if record['label_space'] == 'image_pixels':
       label_norm = transforms.normalize_screen(joints, width, height)
+    elif image_2_5d:
+      label_pixels, mm_per_pixel = _image_2_5d_label(
+          record, joints, width, height, skeleton.root, where)
+      label_norm = transforms.normalize_screen(label_pixels, width, height)
     else:
       label_norm = joints * np.float32(2.0 / width)
     if input_2d == 'gt':
@@ -254,6 +300,12 @@ def load_split(source, *, input_2d: str, with_mm: bool,
               'joints_2.5d_image, so it cannot be evaluated in mm')
         targets_mm.append(transforms.root_relative(mm, skeleton.root))
         scales.append(factor * np.float32(width / 2))
+        zero_depth_scales.append(np.ones((frames, 2), np.float32))
+      elif image_2_5d:
+        targets_mm.append(
+            transforms.root_relative(label_pixels, skeleton.root)
+            * mm_per_pixel[:, None, None])
+        scales.append(mm_per_pixel * np.float32(width / 2))
         zero_depth_scales.append(np.ones((frames, 2), np.float32))
       else:
         targets_mm.append(transforms.root_relative(joints, skeleton.root))
@@ -574,6 +626,69 @@ def _resolve_builder(data_config):
   return builder
 
 
+def extra_train_names(data_config) -> list[tuple[str, str | None]]:
+  """`data.extra_train` 'name[/config],...' -> [(name, config or None)]."""
+  entries = [entry.strip() for entry in
+             str(data_config.get('extra_train') or '').split(',')]
+  names = []
+  for entry in entries:
+    if entry:
+      name, _, config_name = entry.partition('/')
+      names.append((name, config_name or None))
+  return names
+
+
+def _extra_train_arrays(data_config, skeleton, target_space: str
+                        ) -> list[SplitArrays]:
+  """The train splits of `data.extra_train` (added to the training stream).
+
+  Each entry is resolved like `data.name` (same `data_dir`; 'synthetic'
+  follows `data.synthetic`), must have a train split and the skeleton of
+  the main dataset.
+  """
+  extras = []
+  for name, config_name in extra_train_names(data_config):
+    source_config = ml_collections.ConfigDict({
+        'name': name, 'builder_config': config_name,
+        'data_dir': data_config.get('data_dir'),
+        'synthetic': data_config.get('synthetic')})
+    builder = _resolve_builder(source_config)
+    where = f'data.extra_train {builder.info.full_name}'
+    if data_config.train_split not in builder.info.splits:
+      raise ValueError(f'{where} has no {data_config.train_split!r} split; '
+                       f'its splits: {sorted(builder.info.splits)}')
+    arrays = load_split(builder.as_data_source(data_config.train_split),
+                        input_2d=data_config.input_2d, with_mm=False,
+                        where=f'{where} {data_config.train_split}',
+                        target_space=target_space)
+    if arrays.skeleton is not skeleton:
+      raise ValueError(f'{where}: skeleton {arrays.skeleton.name}, the main '
+                       f'dataset {skeleton.name}')
+    extras.append(arrays)
+  return extras
+
+
+def concatenate_splits(splits: list[SplitArrays]) -> SplitArrays:
+  """One SplitArrays holding the videos of every split, in order."""
+  if len(splits) == 1:
+    return splits[0]
+
+  def concat(name):
+    parts = [getattr(split, name) for split in splits]
+    return None if any(p is None for p in parts) else np.concatenate(parts)
+
+  offsets = np.cumsum([0] + [split.num_frames for split in splits[:-1]])
+  return SplitArrays(
+      inputs=concat('inputs'), targets=concat('targets'),
+      targets_mm=concat('targets_mm'), scale_to_mm=concat('scale_to_mm'),
+      valid=concat('valid'),
+      video_bounds=np.concatenate([split.video_bounds + offset for split,
+                                   offset in zip(splits, offsets)]),
+      video_actions=[a for split in splits for a in split.video_actions],
+      skeleton=splits[0].skeleton,
+      zero_depth_scale=concat('zero_depth_scale'))
+
+
 class NoTrainingData:
   """The training stream of a dataset without a train split: iterating it
   raises a ValueError that says so (the dataset is for evaluation)."""
@@ -641,14 +756,19 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
   test_arrays = load_split(
       builder.as_data_source(data_config.test_split),
       input_2d=data_config.input_2d, with_mm=True,
-      where=f'{where} {data_config.test_split}')
+      where=f'{where} {data_config.test_split}',
+      target_space=data_config.get('target_space', 'camera'))
   test_clips = make_clips(test_arrays, num_frames=num_frames,
                           stride=int(data_config.test_stride), train=False)
   if has_train:
     train_arrays = load_split(
         builder.as_data_source(data_config.train_split),
         input_2d=data_config.input_2d, with_mm=False,
-        where=f'{where} {data_config.train_split}')
+        where=f'{where} {data_config.train_split}',
+        target_space=data_config.get('target_space', 'camera'))
+    train_arrays = concatenate_splits([train_arrays] + _extra_train_arrays(
+        data_config, train_arrays.skeleton,
+        data_config.get('target_space', 'camera')))
     train_clips = make_clips(train_arrays, num_frames=num_frames,
                              stride=int(data_config.train_stride), train=True)
   else:

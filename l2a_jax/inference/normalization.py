@@ -11,7 +11,8 @@ same normalised units; times W / 2 it is
   format: their targets are mm * 2 / W), at the scale of the training
   cameras;
 - **px** for Human3.6M in the MotionBERT format (image-space labels
-  `joint3d_image`): x, y in pixels and depth in the same pixel scale; times
+  `joint3d_image`) and for any run with `data.target_space='image_2_5d'`
+  (the same 2.5D labels built from camera-space mm): x, y in pixels and depth in the same pixel scale; times
   the person's mm per pixel (the 2.5D factor, about depth / focal length)
   it is mm. The input carries no such factor, so none is applied.
 
@@ -51,6 +52,8 @@ def output_units(data_config: ml_collections.ConfigDict) -> str:
   """MM or PIXELS for a checkpoint trained on `config.data` (docstring)."""
   if data_config.name == 'h36m' and data_config.get(
       'builder_config') in (None, 'motionbert'):
+    return PIXELS
+  if data_config.get('target_space', 'camera') == 'image_2_5d':
     return PIXELS
   return MM
 

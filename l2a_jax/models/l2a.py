@@ -284,10 +284,35 @@ def _block_update(options: l2a_options.L2AOptions, old: jax.Array,
   return (total / (position + 1.0)).astype(old.dtype)
 
 
+def normalise_input(x: jax.Array, root_joint: int
+                    ) -> tuple[jax.Array, jax.Array]:
+  """model.input_norm='root_scale': a frame's 2D relative to its root, unit size.
+
+  Args:
+    x: [B, T, J, C] with (x, y) in channels 0-1 (confidence etc. after).
+    root_joint: index of the root joint.
+
+  Returns:
+    (x', scale): x' [B, T, J, C] with (x, y) minus the root's, divided by
+    scale [B, T, 1, 1] = the RMS distance of the joints from the root (the
+    2D size of the pose; 1e-6 floor); other channels unchanged. A model
+    whose output is multiplied by `scale` is scale-equivariant: 2D twice as
+    large gives a 3D pose twice as large, as image-space (2.5D) targets are.
+  """
+  xy = x[..., :2].astype(jnp.float32)
+  xy = xy - xy[:, :, root_joint:root_joint + 1]
+  scale = jnp.sqrt(jnp.mean(jnp.sum(xy * xy, -1, keepdims=True), axis=2,
+                            keepdims=True))
+  scale = jax.lax.stop_gradient(jnp.maximum(scale, 1e-6))
+  x = jnp.concatenate([(xy / scale).astype(x.dtype), x[..., 2:]], -1)
+  return x, scale
+
+
 class L2A(nnx.Module):
   """L2A lifting model: [B, T, J, dim_in] 2D keypoints -> [B, T, J, 3].
 
-  Submodules: `joints_embed`, `spatial_pos_embed` [J, C],
+  Submodules: `joints_embed`, `frame_embed` (joint_embed 'frame':
+  [J * dim_in] -> [J * C]), `spatial_pos_embed` [J, C],
   `temporal_pos_embed` [T, C], `lpa_embed` (LPA of the embedding, slot 0)
   or `lpa` (one LPA shared by all slots), `layers` (stacked L2ALayer),
   `final_hpa_query` / `final_hpa_logits` / `final_hpa_out` (hpa.mode
@@ -313,6 +338,10 @@ class L2A(nnx.Module):
     kw = dict(init=o.init, dtype=o.dtype, param_dtype=o.param_dtype,
               rngs=rngs)
     self.joints_embed = layers.Linear(o.dim_in, dim, **kw)
+    if o.joint_embed == 'frame':
+      self.frame_embed = layers.Linear(o.num_joints * o.dim_in,
+                                       o.num_joints * dim, use_bias=False,
+                                       **kw)
     pos_init = layers.trunc_normal_init(0.02)
     if o.pos_embed in ('spatial', 'spatial_temporal'):
       self.spatial_pos_embed = nnx.Param(
@@ -348,6 +377,11 @@ class L2A(nnx.Module):
     o = self.options
     f32 = jnp.float32
     z = self.joints_embed(x).astype(f32)
+    if o.joint_embed == 'frame':
+      # Token (t, j) += W_j . (all joints of frame t): [B, T, J * C].
+      b, t, j, c = x.shape
+      frame = self.frame_embed(x.reshape(b, t, j * c)).astype(f32)
+      z = z + frame.reshape(b, t, j, -1)
     if o.pos_embed in ('spatial', 'spatial_temporal'):
       z = z + self.spatial_pos_embed[...].astype(f32)
     if o.pos_embed == 'spatial_temporal':
@@ -515,6 +549,8 @@ class L2A(nnx.Module):
           f'L2A input: expected [batch, {o.num_frames}, {o.num_joints}, '
           f'{o.dim_in}] (model.num_frames, num_joints, dim_in), got '
           f'{tuple(x.shape)}')
+    if o.input_norm == 'root_scale':
+      x, scale = normalise_input(x, o.root_joint)
     z0 = self.embed(x)
     first = {'records': z0}
     if o.uses_keys:
@@ -525,4 +561,6 @@ class L2A(nnx.Module):
     else:
       hidden = self._run_unrolled(first, layer_inputs)
     out = self.head(self.rep_logit(self.norm(hidden)))
+    if o.input_norm == 'root_scale':
+      out = out.astype(jnp.float32) * scale
     return out.astype(jnp.float32)

@@ -37,6 +37,8 @@ _CHOICES = {
     'backbone': ('parallel', 'sequential'),
     'fusion': ('token_softmax', 'channel_softmax', 'mean', 'channel_split'),
     'pos_embed': ('spatial_temporal', 'spatial', 'none'),
+    'joint_embed': ('joint', 'frame'),
+    'input_norm': ('none', 'root_scale'),
     'history_vjp': ('custom', 'autodiff'),
     'init': ('torch_default', 'trunc_normal'),
     'hpa.mode': ('add', 'replace', 'none'),
@@ -87,6 +89,9 @@ class L2AOptions:
   fusion: str
   shared_mlp: bool
   pos_embed: str
+  joint_embed: str
+  input_norm: str
+  root_joint: int
   hpa_mode: str
   hpa_weights: str
   static_normalise: bool
@@ -126,6 +131,10 @@ class L2AOptions:
         fusion=_choice('fusion', cfg.fusion),
         shared_mlp=bool(cfg.shared_mlp),
         pos_embed=_choice('pos_embed', cfg.pos_embed),
+        # Absent in configs written before the field existed: 'joint'.
+        joint_embed=_choice('joint_embed', cfg.get('joint_embed', 'joint')),
+        input_norm=_choice('input_norm', cfg.get('input_norm', 'none')),
+        root_joint=int(cfg.get('root_joint', 0)),
         hpa_mode=_choice('hpa.mode', hpa.mode),
         hpa_weights=_choice('hpa.weights', hpa.weights),
         static_normalise=bool(hpa.static_normalise),

@@ -59,6 +59,8 @@ _CHOICES = {
     'backbone': ('parallel', 'sequential'),
     'fusion': ('token_softmax', 'channel_softmax', 'mean', 'channel_split'),
     'pos_embed': ('spatial_temporal', 'spatial', 'none'),
+    'joint_embed': ('joint', 'frame'),
+    'input_norm': ('none', 'root_scale'),
     'init': ('torch_default', 'trunc_normal'),
     'hpa.mode': ('add', 'replace', 'none'),
     'hpa.weights': ('token', 'sample', 'static'),
@@ -97,6 +99,9 @@ class Options:
   fusion: str
   shared_mlp: bool
   pos_embed: str
+  joint_embed: str
+  input_norm: str
+  root_joint: int
   hpa_mode: str
   hpa_weights: str
   static_normalise: bool
@@ -127,6 +132,9 @@ class Options:
         fusion=_choice('fusion', cfg.fusion),
         shared_mlp=bool(cfg.shared_mlp),
         pos_embed=_choice('pos_embed', cfg.pos_embed),
+        joint_embed=_choice('joint_embed', cfg.get('joint_embed', 'joint')),
+        input_norm=_choice('input_norm', cfg.get('input_norm', 'none')),
+        root_joint=int(cfg.get('root_joint', 0)),
         hpa_mode=_choice('hpa.mode', hpa.mode),
         hpa_weights=_choice('hpa.weights', hpa.weights),
         static_normalise=bool(hpa.static_normalise),
@@ -534,6 +542,10 @@ class L2A(nn.Module):
     self.options = o = options
     dim = o.dim
     self.joints_embed = _init_linear(nn.Linear(o.dim_in, dim), o.init)
+    if o.joint_embed == 'frame':
+      self.frame_embed = _init_linear(
+          nn.Linear(o.num_joints * o.dim_in, o.num_joints * dim, bias=False),
+          o.init)
     if o.pos_embed in ('spatial', 'spatial_temporal'):
       self.spatial_pos_embed = nn.Parameter(
           nn.init.trunc_normal_(torch.empty(o.num_joints, dim), std=0.02,
@@ -579,6 +591,9 @@ class L2A(nn.Module):
   def embed(self, x: torch.Tensor) -> torch.Tensor:
     """`[b, t, j, dim_in]` -> z0 `[b, t, j, c]`."""
     z = self.joints_embed(x)
+    if self.options.joint_embed == 'frame':
+      b, t, j, c = x.shape
+      z = z + self.frame_embed(x.reshape(b, t, j * c)).reshape(b, t, j, -1)
     if self.options.pos_embed in ('spatial', 'spatial_temporal'):
       z = z + self.spatial_pos_embed
     if self.options.pos_embed == 'spatial_temporal':
@@ -599,6 +614,13 @@ class L2A(nn.Module):
       raise ValueError(
           f'L2A input: expected [batch, {o.num_frames}, {o.num_joints}, '
           f'{o.dim_in}], got {tuple(x.shape)}')
+    if o.input_norm == 'root_scale':
+      # (x, y) relative to the root joint, divided by the pose's RMS 2D
+      # size; the output is multiplied back by it.
+      xy = x[..., :2] - x[:, :, o.root_joint:o.root_joint + 1, :2]
+      scale = xy.square().sum(-1, keepdim=True).mean(2, keepdim=True).sqrt()
+      scale = scale.clamp_min(1e-6).detach()
+      x = torch.cat([xy / scale, x[..., 2:]], -1)
     z0 = self.embed(x)
     shared_lpa = self.lpa if o.uses_keys and o.lpa_shared else None
     first_lpa = shared_lpa or (self.lpa_embed if o.uses_keys else None)
@@ -630,4 +652,7 @@ class L2A(nn.Module):
                          else None),
           out_proj=self.final_hpa_out if o.value_dim != o.dim else None,
           part_of_joint=self.part_of_joint)
-    return self.head(self.rep_logit(self.norm(hidden)))
+    out = self.head(self.rep_logit(self.norm(hidden)))
+    if o.input_norm == 'root_scale':
+      out = out * scale
+    return out

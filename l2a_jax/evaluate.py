@@ -186,14 +186,17 @@ def fit_baselines(datasets: Any) -> tuple[dict[str, np.ndarray], str]:
 
   Returns:
     `(params, fitted_on)`: the baseline arrays and a label naming the data
-    (`dataset/config:split`).
+    (`dataset/config:train`, `+ other/config:train` for each
+    `data.extra_train` dataset).
   """
   arrays = datasets.train_arrays
   params = baselines.fit(arrays.inputs, arrays.targets, arrays.skeleton.root)
   info = datasets.info
   name = info.name + (f'/{info.builder_config}' if info.builder_config
                       else '')
-  return params, f'{name}:train'
+  extras = ''.join(f' + {extra}:train'
+                   for extra in getattr(info, 'extra_train', ()))
+  return params, f'{name}:train{extras}'
 
 
 def run_evaluation(

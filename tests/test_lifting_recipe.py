@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from l2a_jax import config_files
+from l2a_jax import evaluate
 from l2a_jax import models
 from l2a_jax.data import input_pipeline
 from l2a_jax.data import records
@@ -241,6 +242,12 @@ def test_extra_train_joins_the_training_stream(tmp_path):
                                         process_count=1)
   assert doubled.info.num_train_clips == 2 * alone.info.num_train_clips
   assert doubled.info.num_test_clips == alone.info.num_test_clips
+  assert alone.info.extra_train == ()
+  assert doubled.info.extra_train == (doubled.info.name + '/'
+                                      + doubled.info.builder_config,)
+  assert evaluate.fit_baselines(doubled)[1] == (
+      f'{doubled.info.extra_train[0]}:train + '
+      f'{doubled.info.extra_train[0]}:train')
   np.testing.assert_array_equal(
       doubled.train_arrays.inputs,
       np.concatenate([alone.train_arrays.inputs] * 2))

@@ -107,6 +107,8 @@ class DatasetInfo:
     per_process_batch_size: training batch rows per process.
     per_process_eval_batch_size: evaluation batch rows per process.
     num_eval_batches: evaluation batches per process (equal on all).
+    extra_train: 'name/config' of each `data.extra_train` dataset whose
+      train split joined the training clips.
   """
 
   name: str
@@ -122,6 +124,7 @@ class DatasetInfo:
   per_process_batch_size: int
   per_process_eval_batch_size: int
   num_eval_batches: int
+  extra_train: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -639,8 +642,8 @@ def extra_train_names(data_config) -> list[tuple[str, str | None]]:
 
 
 def _extra_train_arrays(data_config, skeleton, target_space: str
-                        ) -> list[SplitArrays]:
-  """The train splits of `data.extra_train` (added to the training stream).
+                        ) -> list[tuple[str, SplitArrays]]:
+  """(name/config, train split) of each `data.extra_train` dataset.
 
   Each entry is resolved like `data.name` (same `data_dir`; 'synthetic'
   follows `data.synthetic`), must have a train split and the skeleton of
@@ -664,7 +667,8 @@ def _extra_train_arrays(data_config, skeleton, target_space: str
     if arrays.skeleton is not skeleton:
       raise ValueError(f'{where}: skeleton {arrays.skeleton.name}, the main '
                        f'dataset {skeleton.name}')
-    extras.append(arrays)
+    extras.append((f'{builder.name}/{builder.builder_config.name}'
+                   if builder.builder_config else builder.name, arrays))
   return extras
 
 
@@ -766,12 +770,14 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
         input_2d=data_config.input_2d, with_mm=False,
         where=f'{where} {data_config.train_split}',
         target_space=data_config.get('target_space', 'camera'))
-    train_arrays = concatenate_splits([train_arrays] + _extra_train_arrays(
-        data_config, train_arrays.skeleton,
-        data_config.get('target_space', 'camera')))
+    extras = _extra_train_arrays(data_config, train_arrays.skeleton,
+                                 data_config.get('target_space', 'camera'))
+    train_arrays = concatenate_splits(
+        [train_arrays] + [arrays for _, arrays in extras])
     train_clips = make_clips(train_arrays, num_frames=num_frames,
                              stride=int(data_config.train_stride), train=True)
   else:
+    extras = []
     logging.info('Data %s has no %r split: evaluation only.', where,
                  data_config.train_split)
     train_arrays = test_arrays
@@ -829,6 +835,7 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
       per_process_batch_size=batch,
       per_process_eval_batch_size=eval_batch,
       num_eval_batches=num_eval_batches,
+      extra_train=tuple(name for name, _ in extras),
   )
   logging.info('Data %s: %d train clips, %d test clips of %d frames; '
                'process %d of %d', where, info.num_train_clips,

@@ -39,6 +39,10 @@ def _load_config(name: str, frames: int) -> ml_collections.ConfigDict:
 def _run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS='1',
              JAX_PLATFORMS='cpu')
+  # A benchmark measures compilation: no session compilation cache
+  # (tests/conftest.py) for it.
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  env.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', None)
   return subprocess.run(
       [sys.executable, '-m', 'l2a_jax.benchmark', *args], cwd=cwd, env=env,
       capture_output=True, text=True, timeout=600, check=False)

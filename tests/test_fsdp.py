@@ -34,7 +34,10 @@ def _run(workdir, data_dir, devices, *overrides):
              JAX_DISABLE_MOST_OPTIMIZATIONS='true')
   command = [sys.executable, '-m', 'l2a_jax.main', f'--config={_TINY}',
              f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
-             '--config.eval.flip_test=False', *overrides]
+             '--config.eval.flip_test=False',
+             # The session's compilation cache (tests/conftest.py).
+             '--config.train.compilation_cache_dir='
+             + os.environ['JAX_COMPILATION_CACHE_DIR'], *overrides]
   result = subprocess.run(command, env=env, capture_output=True, text=True,
                           timeout=600, cwd=_REPO, check=False)
   assert result.returncode == 0, result.stderr[-4000:]
@@ -51,9 +54,9 @@ def _state_mib(log):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_data_dir):
   root = tmp_path_factory.mktemp('fsdp')
-  data_dir = root / 'tfds'
+  data_dir = tiny_data_dir
   logs = {'dp': _run(root / 'dp', data_dir, 8),
           'fsdp': _run(root / 'fsdp', data_dir, 8, '--config.mesh.fsdp=4')}
   return root, data_dir, logs

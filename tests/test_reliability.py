@@ -420,7 +420,9 @@ def _main(workdir, data_dir, *overrides, limit_file_bytes=None):
   return subprocess.run(
       [sys.executable, '-m', 'l2a_jax.main', '--config=configs/tiny.py',
        f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
-       *overrides],
+       # The session's compilation cache (tests/conftest.py).
+       '--config.train.compilation_cache_dir='
+       + os.environ['JAX_COMPILATION_CACHE_DIR'], *overrides],
       env=env, cwd=_REPO, capture_output=True, text=True, timeout=300,
       check=False, preexec_fn=limit)
 
@@ -430,10 +432,10 @@ def _error_lines(stderr):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  """A 4-step tiny run (checkpoints 2 and 4) and its data dir."""
+def trained(tmp_path_factory, tiny_data_dir):
+  """A 4-step tiny run (checkpoints 2 and 4); its data is tiny_data_dir."""
   root = tmp_path_factory.mktemp('reliability')
-  result = _main(root / 'run', root / 'tfds',
+  result = _main(root / 'run', tiny_data_dir,
                  '--config.train.num_train_steps=4')
   assert result.returncode == 0, result.stderr[-3000:]
   return root
@@ -444,11 +446,12 @@ def _copy(trained, tmp_path):
   return tmp_path / 'run'
 
 
-def test_resume_over_a_damaged_checkpoint_falls_back(trained, tmp_path):
+def test_resume_over_a_damaged_checkpoint_falls_back(trained, tmp_path,
+                                                     tiny_data_dir):
   run = _copy(trained, tmp_path)
   for path in _params_data(run / 'checkpoints' / '4'):
     _flip_bytes(path)
-  result = _main(run, trained / 'tfds', '--config.train.num_train_steps=6')
+  result = _main(run, tiny_data_dir, '--config.train.num_train_steps=6')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Traceback' not in result.stderr
   warned = [line for line in result.stderr.splitlines()
@@ -461,9 +464,10 @@ def test_resume_over_a_damaged_checkpoint_falls_back(trained, tmp_path):
                 if p.name.isdigit())[-1] == 6
 
 
-def test_other_model_config_and_busy_workdir_are_refused(trained, tmp_path):
+def test_other_model_config_and_busy_workdir_are_refused(trained, tmp_path,
+                                                         tiny_data_dir):
   run = _copy(trained, tmp_path)
-  result = _main(run, trained / 'tfds', '--config.model.num_heads=4',
+  result = _main(run, tiny_data_dir, '--config.model.num_heads=4',
                  '--config.train.num_train_steps=6')
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [
@@ -474,7 +478,7 @@ def test_other_model_config_and_busy_workdir_are_refused(trained, tmp_path):
 
   lock = workdir_lib.acquire(str(run))  # Another run holds the workdir.
   try:
-    result = _main(run, trained / 'tfds', '--mode=eval')
+    result = _main(run, tiny_data_dir, '--mode=eval')
   finally:
     lock.release()
   assert result.returncode == 1
@@ -484,7 +488,8 @@ def test_other_model_config_and_busy_workdir_are_refused(trained, tmp_path):
   assert 'Traceback' not in result.stderr
 
 
-def test_unusable_workdirs_are_one_line_before_training(trained, tmp_path):
+def test_unusable_workdirs_are_one_line_before_training(trained, tmp_path,
+                                                        tiny_data_dir):
   (tmp_path / 'file').write_text('a file')
   (tmp_path / 'ckpt_file').mkdir()
   (tmp_path / 'ckpt_file' / 'checkpoints').write_text('a file')
@@ -497,20 +502,20 @@ def test_unusable_workdirs_are_one_line_before_training(trained, tmp_path):
           'directory: no checkpoint can be written there (move it away)',
   }
   for workdir, expected in cases.items():
-    result = _main(workdir, trained / 'tfds')
+    result = _main(workdir, tiny_data_dir)
     assert result.returncode == 1
     assert _error_lines(result.stderr) == [expected]
     assert 'Traceback' not in result.stderr
   assert (tmp_path / 'ckpt_file' / 'checkpoints').read_text() == 'a file'
 
 
-def test_failing_save_is_one_line_and_keeps_earlier_checkpoints(trained,
-                                                                tmp_path):
+def test_failing_save_is_one_line_and_keeps_earlier_checkpoints(
+    trained, tmp_path, tiny_data_dir):
   run = _copy(trained, tmp_path)
   before = {p.relative_to(run): p.read_bytes()
             for p in (run / 'checkpoints').rglob('*') if p.is_file()}
   largest = max(len(b) for b in before.values())
-  result = _main(run, trained / 'tfds', '--config.train.num_train_steps=6',
+  result = _main(run, tiny_data_dir, '--config.train.num_train_steps=6',
                  limit_file_bytes=largest // 2)
   assert result.returncode == 1
   (line,) = _error_lines(result.stderr)

@@ -34,12 +34,12 @@ def _run(workdir, data_dir, cache_dir, devices, *overrides):
       XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
       JAX_PLATFORMS='cpu',
       JAX_DISABLE_MOST_OPTIMIZATIONS='true',
-      # Reruns of the same program (the resume) load it instead of compiling.
-      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
   )
+  # Reruns of the same program (the resume) load it instead of compiling:
+  # the session's compilation cache (tests/conftest.py).
   command = [sys.executable, '-m', 'l2a_jax.main', f'--config={_TINY}',
              f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
+             f'--config.train.compilation_cache_dir={cache_dir}',
              *overrides]
   result = subprocess.run(command, env=env, capture_output=True, text=True,
                           timeout=600, cwd=_REPO, check=False)
@@ -61,7 +61,10 @@ def _log(workdir):
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('e2e')
-  data_dir, cache_dir = root / 'tfds', root / 'jax_cache'
+  # Its own data folder: the first run prepares the data (and must stay
+  # quiet about it, test_two_steps_on_eight_devices).
+  data_dir = root / 'tfds'
+  cache_dir = os.environ['JAX_COMPILATION_CACHE_DIR']
   eight = _run(root / 'eight', data_dir, cache_dir, 8)
   one = _run(root / 'one', data_dir, cache_dir, 1)
   return {'root': root, 'data_dir': data_dir, 'cache_dir': cache_dir,

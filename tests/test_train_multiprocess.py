@@ -22,9 +22,6 @@ import jax
 import numpy as np
 
 from l2a_jax import checkpointing
-from l2a_jax import config_files
-from l2a_jax.data import builders
-from l2a_jax.data import synthetic_builder
 
 _REPO = pathlib.Path(__file__).resolve().parent.parent
 _TINY = _REPO / 'configs' / 'tiny.py'
@@ -33,7 +30,10 @@ _LOCAL = _REPO / 'launch' / 'local.sh'
 
 def _flags(data_dir):
   return [f'--config.data.data_dir={data_dir}',
-          '--config.eval.flip_test=False', '--config.data.flip_augment=True']
+          '--config.eval.flip_test=False', '--config.data.flip_augment=True',
+          # The session's compilation cache (tests/conftest.py).
+          '--config.train.compilation_cache_dir='
+          + os.environ['JAX_COMPILATION_CACHE_DIR']]
 
 
 def _command(workdir, data_dir, *flags):
@@ -57,13 +57,10 @@ def _losses(log_file):
           re.findall(r'\] .*?\btrain_loss=([^,\s]+)', log_file.read_text())]
 
 
-def test_two_processes_match_one_process(tmp_path):
-  data_dir = tmp_path / 'tfds'
-  # Prepare the synthetic data once, so the two processes only read it.
-  config = config_files.load_sibling(str(_TINY), 'tiny').get_config()
-  builders.prepare(builders.get_builder(
-      'synthetic', synthetic_builder.synthetic_config(**config.data.synthetic),
-      str(data_dir)))
+def test_two_processes_match_one_process(tmp_path, tiny_data_dir):
+  # The synthetic data is prepared already, so the two processes only read
+  # it (tests/conftest.py).
+  data_dir = tiny_data_dir
 
   # The launcher: 2 processes of 2 fake CPU devices each, process 0's
   # output on its stdout, every process's in WORKDIR/logs/.

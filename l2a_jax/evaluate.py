@@ -194,8 +194,7 @@ def fit_baselines(datasets: Any) -> tuple[dict[str, np.ndarray], str]:
   info = datasets.info
   name = info.name + (f'/{info.builder_config}' if info.builder_config
                       else '')
-  extras = ''.join(f' + {extra}:train'
-                   for extra in getattr(info, 'extra_train', ()))
+  extras = ''.join(f' + {extra}:train' for extra in info.extra_train)
   return params, f'{name}:train{extras}'
 
 

@@ -18,18 +18,18 @@ import platform
 # 'tf32' (float32 inputs on TF32 tensor cores) and 'fp32' (IEEE float32, no
 # tensor cores). Sources: NVIDIA H100 / H200 / A100 datasheets.
 _TERA = 1e12
+_H100_SXM = {'bf16': 989.4 * _TERA, 'tf32': 494.7 * _TERA,
+             'fp32': 66.9 * _TERA}
+_H100_NVL = {'bf16': 835.5 * _TERA, 'tf32': 417.5 * _TERA,
+             'fp32': 60.0 * _TERA}
 PEAK_FLOPS = {
-    'H100 SXM': {'bf16': 989.4 * _TERA, 'tf32': 494.7 * _TERA,
-                 'fp32': 66.9 * _TERA},
+    'H100 SXM': _H100_SXM,
     'H100 PCIe': {'bf16': 756.5 * _TERA, 'tf32': 378.0 * _TERA,
                   'fp32': 51.2 * _TERA},
-    'H100 NVL': {'bf16': 835.5 * _TERA, 'tf32': 417.5 * _TERA,
-                 'fp32': 60.0 * _TERA},
-    # H200 SXM has the H100 SXM compute with more, faster memory.
-    'H200 SXM': {'bf16': 989.4 * _TERA, 'tf32': 494.7 * _TERA,
-                 'fp32': 66.9 * _TERA},
-    'H200 NVL': {'bf16': 835.5 * _TERA, 'tf32': 417.5 * _TERA,
-                 'fp32': 60.0 * _TERA},
+    'H100 NVL': _H100_NVL,
+    # H200 has the H100's compute (SXM, NVL) with more, faster memory.
+    'H200 SXM': _H100_SXM,
+    'H200 NVL': _H100_NVL,
     'A100': {'bf16': 312.0 * _TERA, 'tf32': 156.0 * _TERA,
              'fp32': 19.5 * _TERA},
 }

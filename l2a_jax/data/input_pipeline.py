@@ -182,18 +182,29 @@ class SplitArrays:
     return self.inputs.shape[0]
 
 
-def _ground_truth_2d(record, label_norm, width, height):
-  """[F, J, 2] normalised ground-truth 2D of a video (see module doc)."""
-  if record['label_space'] == 'image_pixels':
-    return label_norm[..., :2]
+def _project(record, width, height) -> np.ndarray | None:
+  """float64 [F, J, 2] pixels of a camera-space record's `joints_3d` through
+  its camera (pinhole + lens), or None when the camera is unknown."""
   intrinsics = np.asarray(record['intrinsics'], np.float64)
-  if intrinsics[0] > 0:
-    camera = cameras_lib.Camera(
-        name='', intrinsics=intrinsics, width=width, height=height,
-        rotation=np.eye(3), position=np.zeros(3))
-    pixels = cameras_lib.project(record['joints_3d'], camera,
-                                 distort=bool(np.any(intrinsics[4:])))
-  else:
+  if not intrinsics[0] > 0:
+    return None
+  camera = cameras_lib.Camera(
+      name='', intrinsics=intrinsics, width=width, height=height,
+      rotation=np.eye(3), position=np.zeros(3))
+  return cameras_lib.project(record['joints_3d'], camera,
+                             distort=bool(np.any(intrinsics[4:])))
+
+
+def _ground_truth_2d(record, label_norm, image_space, width, height):
+  """[F, J, 2] normalised ground-truth 2D of a video (see module doc).
+
+  `image_space`: `label_norm` is an image-space label (MotionBERT pixels or
+  the 2.5D label), whose x, y are that 2D already.
+  """
+  if image_space:
+    return label_norm[..., :2]
+  pixels = _project(record, width, height)
+  if pixels is None:
     pixels = record['keypoints_2d'][..., :2]
   return transforms.normalize_screen(pixels, width, height)
 
@@ -208,18 +219,14 @@ def _image_2_5d_label(record, joints, width, height, root, where):
   the root's depth): root-relative, x, y are the 2D offsets and depth is in
   the same pixel scale.
   """
-  intrinsics = np.asarray(record['intrinsics'], np.float64)
-  if not intrinsics[0] > 0:
+  pixels = _project(record, width, height)
+  if pixels is None:
     raise ValueError(
         f"{where}: video {record['source']} has no camera intrinsics, so "
         "data.target_space='image_2_5d' cannot build its 2.5D label; use "
         "data.target_space='camera'")
-  camera = cameras_lib.Camera(
-      name='', intrinsics=intrinsics, width=width, height=height,
-      rotation=np.eye(3), position=np.zeros(3))
-  pixels = cameras_lib.project(joints, camera,
-                               distort=bool(np.any(intrinsics[4:])))
-  scale = joints[:, root, 2].astype(np.float64) / intrinsics[0]
+  focal_x = float(record['intrinsics'][0])
+  scale = joints[:, root, 2].astype(np.float64) / focal_x
   depth = joints[..., 2].astype(np.float64) / scale[:, None]
   label = np.concatenate([pixels, depth[..., None]], -1)
   return label.astype(np.float32), scale.astype(np.float32)
@@ -281,7 +288,10 @@ def load_split(source, *, input_2d: str, with_mm: bool, where: str,
     else:
       label_norm = joints * np.float32(2.0 / width)
     if input_2d == 'gt':
-      xy = _ground_truth_2d(record, label_norm, width, height)
+      xy = _ground_truth_2d(
+          record, label_norm,
+          record['label_space'] == 'image_pixels' or image_2_5d,
+          width, height)
       confidence = np.ones((frames, keypoints.shape[1], 1), np.float32)
     else:
       xy = transforms.normalize_screen(keypoints[..., :2], width, height)
@@ -757,21 +767,20 @@ def get_datasets(data_config, *, seed: int, process_index: int | None = None,
         f'{where} has no {data_config.test_split!r} split (a train-only '
         f'corpus?); its splits: {sorted(builder.info.splits)}. Training '
         'evaluates on the test split: give the corpus test files')
+  target_space = data_config.get('target_space', 'camera')
   test_arrays = load_split(
       builder.as_data_source(data_config.test_split),
       input_2d=data_config.input_2d, with_mm=True,
-      where=f'{where} {data_config.test_split}',
-      target_space=data_config.get('target_space', 'camera'))
+      where=f'{where} {data_config.test_split}', target_space=target_space)
   test_clips = make_clips(test_arrays, num_frames=num_frames,
                           stride=int(data_config.test_stride), train=False)
   if has_train:
     train_arrays = load_split(
         builder.as_data_source(data_config.train_split),
         input_2d=data_config.input_2d, with_mm=False,
-        where=f'{where} {data_config.train_split}',
-        target_space=data_config.get('target_space', 'camera'))
+        where=f'{where} {data_config.train_split}', target_space=target_space)
     extras = _extra_train_arrays(data_config, train_arrays.skeleton,
-                                 data_config.get('target_space', 'camera'))
+                                 target_space)
     train_arrays = concatenate_splits(
         [train_arrays] + [arrays for _, arrays in extras])
     train_clips = make_clips(train_arrays, num_frames=num_frames,

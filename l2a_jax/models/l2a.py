@@ -560,7 +560,7 @@ class L2A(nnx.Module):
       hidden = self._run_scanned(first, layer_inputs)
     else:
       hidden = self._run_unrolled(first, layer_inputs)
-    out = self.head(self.rep_logit(self.norm(hidden)))
+    out = self.head(self.rep_logit(self.norm(hidden))).astype(jnp.float32)
     if o.input_norm == 'root_scale':
-      out = out.astype(jnp.float32) * scale
-    return out.astype(jnp.float32)
+      out = out * scale
+    return out

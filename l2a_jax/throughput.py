@@ -12,12 +12,17 @@
   (the next batch from the host pipeline and its transfer), checkpointing
   (the blocking part of the saves), evaluation and the rest (training
   steps, logging); `summary()` is the line the run ends with.
+- `write_run_summary(...)`: the same split plus the run's mean training
+  rates as `WORKDIR/run_summary.json`, for tools that compare runs
+  (launch/batch_scaling.sh).
 """
 
 import contextlib
+import json
 import time
 from typing import Any, Iterator
 
+from etils import epath
 import jax
 
 from l2a_jax import hardware
@@ -109,3 +114,38 @@ class WallClock:
     parts = ', '.join(f'{name} {value:.1f} s ({100 * value / max(total, 1e-9):.0f}%)'
                       for name, value in totals.items())
     return f'Wall time {total:.1f} s: {parts}'
+
+
+RUN_SUMMARY_FILE = 'run_summary.json'
+
+
+def write_run_summary(workdir: str, totals: dict[str, float], steps: int,
+                      global_batch: int) -> str:
+  """Writes `WORKDIR/run_summary.json` (process 0 only, write then rename).
+
+  Args:
+    workdir: the run directory (local or a URL such as gs://bucket/run).
+    totals: `WallClock.totals()` of the run.
+    steps: training steps taken by this run (since its start or restart).
+    global_batch: clips per optimizer step.
+
+  Returns:
+    The file path. Keys: `wall_seconds` (the totals), `steps`,
+    `global_batch`, `train_steps_per_second` and `train_clips_per_second`
+    (steps over the 'training' seconds: compilation, input waiting,
+    checkpointing and evaluation excluded).
+  """
+  training = max(totals['training'], 1e-9)
+  summary = {
+      'wall_seconds': {k: round(v, 3) for k, v in totals.items()},
+      'steps': int(steps),
+      'global_batch': int(global_batch),
+      'train_steps_per_second': steps / training,
+      'train_clips_per_second': steps * global_batch / training,
+  }
+  path = epath.Path(workdir) / RUN_SUMMARY_FILE
+  if jax.process_index() == 0:
+    temporary = path.with_name(f'{path.name}.tmp')
+    temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + '\n')
+    temporary.replace(path)
+  return str(path)

@@ -501,8 +501,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       manager.close()  # Waits for pending async saves.
     # How the run's wall time went (log file and TensorBoard).
     logging.info('%s.', wall.summary())
+    totals = wall.totals()
     writer.write_scalars(step, {f'wall_seconds_{k}': v for k, v in
-                                wall.totals().items()}, terminal=False)
+                                totals.items()}, terminal=False)
+    throughput.write_run_summary(workdir, totals, step - start_step,
+                                 config.data.batch_size)
     writer.close()
   return final
 

@@ -34,20 +34,34 @@ def assert_close(got, want, rtol=1e-5):
                              atol=rtol * float(np.abs(want).max()))
 
 
-def toy_layer(params, shared, layer_key, index, buffers):
+def toy_layer(params, shared, layer_key, index, history, previous):
   """Reads slots < index of 'records' and 'keys'; writes both at index."""
   view = history_stack.StackedSlots(
-      buffers, jnp.arange(buffers['records'].shape[0]) < index)
-  return toy_layer_on_view(params, shared, layer_key,
-                           view.slot('records', index - 1), view)
+      history, jnp.arange(history['records'].shape[0]) < index)
+  return toy_layer_on_view(params, shared, layer_key, previous['records'],
+                           view)
 
 
-def toy_layer_on_view(params, shared, layer_key, hidden, view):
+def toy_layer_keys_only(params, shared, layer_key, index, history, previous):
+  """L2A's default reads: every earlier key, the records at index - 1 only.
+
+  The mix is of the (narrow) keys, projected back to the record width.
+  """
+  view = history_stack.StackedSlots(
+      history, jnp.arange(history['keys'].shape[0]) < index)
+  return toy_layer_on_view(params, shared, layer_key, previous['records'],
+                           view, values='keys')
+
+
+def toy_layer_on_view(params, shared, layer_key, hidden, view,
+                      values='records'):
   logits = view.map(lambda k: k @ params['query'], 'keys')  # [S, B, N]
   mask = view.mask.reshape(-1, 1, 1)
   weights = jax.nn.softmax(jnp.where(mask, logits, -1e30), axis=0)
   weights = jnp.where(mask, weights, 0.0)
-  mixed = view.weighted_sum(weights[..., None], 'records')
+  mixed = view.weighted_sum(weights[..., None], values)
+  if values == 'keys':
+    mixed = mixed @ params['key_proj'].T
   update = jnp.tanh((hidden + mixed) @ params['kernel'] + shared['bias'])
   if layer_key is not None:
     keep = jax.random.bernoulli(layer_key, 0.7, update.shape)
@@ -78,25 +92,36 @@ def initial_buffers(first, proj0, depth):
       buffers, 0, {'records': first, 'keys': first @ proj0})
 
 
-def run_stack(params, shared, first, layer_keys, proj0, gradient, remat=None):
+# How the toy layers read: (layer_fn, history_reads, values of the mix).
+READS = {
+    'all': (toy_layer, None, 'records'),
+    'keys_only': (toy_layer_keys_only, ('keys',), 'keys'),
+}
+
+
+def run_stack(params, shared, first, layer_keys, proj0, gradient, remat=None,
+              reads='all'):
   depth = params['query'].shape[0]
+  layer_fn, history_reads, _ = READS[reads]
   kwargs = {} if remat is None else {'remat': remat}
   final = history_stack.scan_write_once(
-      toy_layer, params, shared, layer_keys,
-      initial_buffers(first, proj0, depth), gradient=gradient, **kwargs)
+      layer_fn, params, shared, layer_keys,
+      initial_buffers(first, proj0, depth), gradient=gradient,
+      history_reads=history_reads, **kwargs)
   return final
 
 
-def run_python_loop(params, shared, first, layer_keys, proj0):
+def run_python_loop(params, shared, first, layer_keys, proj0, reads='all'):
   """Reference: the history as Python lists, one slot appended per layer."""
   depth = params['query'].shape[0]
+  values = READS[reads][2]
   slots = {'records': [first], 'keys': [first @ proj0]}
   for i in range(depth):
     view = history_stack.ListSlots(slots, jnp.ones(i + 1, bool))
     layer_params = jax.tree.map(lambda a, i=i: a[i], params)
     key = None if layer_keys is None else layer_keys[i]
     new = toy_layer_on_view(layer_params, shared, key, slots['records'][-1],
-                            view)
+                            view, values=values)
     slots = {name: slots[name] + [new[name]] for name in slots}
   return {name: jnp.stack(entries) for name, entries in slots.items()}
 
@@ -117,25 +142,28 @@ def fixture_problem():
   return params, shared, first, layer_keys, proj0, weights
 
 
+@pytest.mark.parametrize('reads', sorted(READS))
 @pytest.mark.parametrize('gradient', ['custom', 'autodiff'])
-def test_forward_equals_python_loop(problem, gradient):
+def test_forward_equals_python_loop(problem, gradient, reads):
   params, shared, first, layer_keys, proj0, _ = problem
-  final = jax.jit(run_stack, static_argnums=5)(params, shared, first,
-                                                layer_keys, proj0, gradient)
-  expected = run_python_loop(params, shared, first, layer_keys, proj0)
+  final = jax.jit(run_stack, static_argnums=(5, 6, 7))(
+      params, shared, first, layer_keys, proj0, gradient, None, reads)
+  expected = run_python_loop(params, shared, first, layer_keys, proj0, reads)
   for name in expected:
     assert_close(final[name], expected[name])
   # Every slot was written (no slot left at its zero initial value).
   assert np.all(np.abs(np.asarray(final['records'])).sum(axis=(1, 2, 3)) > 0)
 
 
+@pytest.mark.parametrize('reads', sorted(READS))
 @pytest.mark.parametrize('with_keys', [True, False])
-def test_custom_gradient_equals_autodiff(problem, with_keys):
+def test_custom_gradient_equals_autodiff(problem, with_keys, reads):
   params, shared, first, layer_keys, proj0, weights = problem
   layer_keys = layer_keys if with_keys else None
 
   def loss(params, shared, first, proj0, gradient):
-    final = run_stack(params, shared, first, layer_keys, proj0, gradient)
+    final = run_stack(params, shared, first, layer_keys, proj0, gradient,
+                      reads=reads)
     return scalar_loss(final, weights)
 
   grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)
@@ -146,18 +174,20 @@ def test_custom_gradient_equals_autodiff(problem, with_keys):
     assert_close(got, want)
 
 
-def test_custom_gradient_equals_python_loop_gradient(problem):
+@pytest.mark.parametrize('reads', sorted(READS))
+def test_custom_gradient_equals_python_loop_gradient(problem, reads):
   """The design's reference: jax.grad of the unrolled loop."""
   params, shared, first, layer_keys, proj0, weights = problem
 
   def loss_stack(params, shared, first):
     return scalar_loss(
-        run_stack(params, shared, first, layer_keys, proj0, 'custom'),
-        weights)
+        run_stack(params, shared, first, layer_keys, proj0, 'custom',
+                  reads=reads), weights)
 
   def loss_loop(params, shared, first):
     return scalar_loss(
-        run_python_loop(params, shared, first, layer_keys, proj0), weights)
+        run_python_loop(params, shared, first, layer_keys, proj0, reads),
+        weights)
 
   got = jax.jit(jax.grad(loss_stack, argnums=(0, 1, 2)))(params, shared,
                                                           first)
@@ -291,9 +321,9 @@ def test_custom_gradient_accumulates_buffer_cotangents_in_float32():
   buffers = {'a': jnp.zeros((depth + 1, 3), jnp.bfloat16).at[0].set(1.0)}
   stacked = {'p': jnp.full((depth,), 2.0**-10, jnp.bfloat16)}
 
-  def layer_fn(params, shared, inputs, index, bufs):
-    del shared, inputs, index
-    return {'a': params['p'] * bufs['a'][0]}
+  def layer_fn(params, shared, inputs, index, history, previous):
+    del shared, inputs, index, previous
+    return {'a': params['p'] * history['a'][0]}
 
   def loss(buffers):
     final = history_stack.scan_write_once(layer_fn, stacked, None, None,
@@ -304,3 +334,58 @@ def test_custom_gradient_accumulates_buffer_cotangents_in_float32():
   assert grad.dtype == jnp.bfloat16
   np.testing.assert_array_equal(np.asarray(grad[0], np.float32),
                                 np.full(3, 1.015625, np.float32))
+
+
+def _reverse_scan_ops_on(shape, jaxpr):
+  """Primitives in reverse scans' bodies whose output has `shape`.
+
+  Calls (`jit`) are not counted themselves; their bodies are walked.
+  """
+  found = []
+
+  def walk(jaxpr, in_reverse_scan):
+    for eqn in jaxpr.eqns:
+      if in_reverse_scan and eqn.primitive.name != 'jit' and any(
+          tuple(getattr(v.aval, 'shape', ())) == shape for v in eqn.outvars):
+        found.append(eqn.primitive.name)
+      for param in eqn.params.values():
+        inner = getattr(param, 'jaxpr', param)
+        if isinstance(inner, jax.extend.core.Jaxpr):
+          walk(inner, in_reverse_scan or (
+              eqn.primitive.name == 'scan' and eqn.params['reverse']))
+
+  walk(jaxpr.jaxpr, False)
+  return found
+
+
+@pytest.mark.parametrize('reads', sorted(READS))
+def test_backward_touches_only_the_slots_a_layer_reads(problem, reads):
+  """A buffer read only at slot l - 1 is never masked, added or copied
+  whole in the backward pass: the reverse scan updates it one slot at a
+  time (dynamic_update_slice in place). Read as history, it is."""
+  params, shared, first, layer_keys, proj0, weights = problem
+
+  def loss(params, first):
+    return scalar_loss(run_stack(params, shared, first, layer_keys, proj0,
+                                 'custom', reads=reads), weights)
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, first)
+  records_shape = weights['records'].shape
+  ops = set(_reverse_scan_ops_on(records_shape, jaxpr))
+  whole_buffer_math = ops - {'dynamic_update_slice'}
+  if reads == 'keys_only':
+    assert ops == {'dynamic_update_slice'}, ops
+  else:
+    # The full read: slots_below's mask and the cotangent sum are whole.
+    assert {'select_n', 'add'} <= whole_buffer_math, ops
+  # The keys are history in both: masked whole, as the layer reads them.
+  keys_ops = set(_reverse_scan_ops_on(weights['keys'].shape, jaxpr))
+  assert 'select_n' in keys_ops, keys_ops
+
+
+def test_rejects_history_reads_of_unknown_buffers(problem):
+  params, shared, first, layer_keys, proj0, _ = problem
+  buffers = initial_buffers(first, proj0, 4)
+  with pytest.raises(ValueError, match=r"history_reads names buffers \['poses'\]"):
+    history_stack.scan_write_once(toy_layer, params, shared, layer_keys,
+                                  buffers, history_reads=('keys', 'poses'))

@@ -71,3 +71,12 @@ def test_real_motion_needs_both_cmu_clips(tmp_path):
   assert result.stderr.strip().splitlines() == [
       f'launch/real_motion.sh: {tmp_path}/131_01.bvh: no such file']
   assert not (tmp_path / 'data').exists()
+
+
+def test_batch_scaling_rejects_a_non_numeric_epoch_count(tmp_path):
+  result = _run('batch_scaling.sh', str(tmp_path / 'runs'), 'ten')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      'launch/batch_scaling.sh: EPOCHS and LARGE_BATCH must be positive '
+      "integers, got 'ten' and '512'"]
+  assert not (tmp_path / 'runs').exists()

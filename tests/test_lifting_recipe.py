@@ -271,6 +271,30 @@ def test_every_shipped_config_builds_its_model(path):
   assert jax.tree.leaves(nnx.state(abstract, nnx.Param))
 
 
+def test_batch_scaling_runs_differ_only_in_batch_and_recipe():
+  load = lambda arg: config_files.load_sibling(  # pylint: disable=g-long-lambda
+      str(_CONFIGS / 'x.py'), 'batch_scaling').get_config(arg)
+  small = load('batch=16,recipe=lineage,epochs=7')
+  large = load('batch=512,recipe=large_batch,epochs=7')
+  quickstart = config_files.load_sibling(str(_CONFIGS / 'x.py'),
+                                         'quickstart').get_config()
+  for config in (small, large):
+    assert config.model.to_dict() == quickstart.model.to_dict()
+    assert config.data.synthetic.to_dict() == quickstart.data.synthetic.to_dict()
+    assert (config.train.num_epochs, config.train.num_train_steps) == (7, -1)
+  assert (small.data.batch_size, large.data.batch_size) == (16, 512)
+  # Each run carries its recipe's whole optimizer section.
+  assert small.optim.to_dict() == _BASE.get_config('frames=27').optim.to_dict()
+  lamb = config_files.load_sibling(str(_CONFIGS / 'x.py'), 'large_batch')
+  assert large.optim.to_dict() == lamb.get_config(
+      'batch=512,data=synthetic,frames=27').optim.to_dict()
+  for arg, message in (('recipe=sgd', "recipe must be one of .* got 'sgd'"),
+                       ('batch=0', 'batch and epochs must be > 0'),
+                       ('epoch=3', r"unknown arguments \['epoch'\]")):
+    with pytest.raises(ValueError, match=message):
+      load(arg)
+
+
 def test_short_recipes_use_the_lifting_switches():
   for name in ('quickstart', 'real_motion'):
     config = config_files.load_sibling(str(_CONFIGS / 'x.py'),

@@ -1,5 +1,7 @@
 """Throughput arithmetic and the wall-time split (no timing assertions)."""
 
+import json
+
 import pytest
 
 from l2a_jax import throughput
@@ -37,3 +39,17 @@ def test_wall_clock_parts_add_up_to_the_total():
   with pytest.raises(ValueError, match="unknown wall-time category 'io'"):
     with wall.timed('io'):
       pass
+
+
+def test_run_summary_rates_exclude_the_non_training_time(tmp_path):
+  totals = {'total': 10.0, 'compilation': 3.0, 'input': 0.5,
+            'checkpointing': 0.5, 'evaluation': 2.0, 'training': 4.0}
+  path = throughput.write_run_summary(str(tmp_path), totals, 20, 16)
+  assert path == str(tmp_path / 'run_summary.json')
+  summary = json.loads((tmp_path / 'run_summary.json').read_text())
+  assert summary['wall_seconds'] == totals
+  assert (summary['steps'], summary['global_batch']) == (20, 16)
+  # 20 steps in the 4 training seconds, not in the 10 of the whole run.
+  assert summary['train_steps_per_second'] == pytest.approx(5.0)
+  assert summary['train_clips_per_second'] == pytest.approx(80.0)
+  assert [p.name for p in tmp_path.iterdir()] == ['run_summary.json']

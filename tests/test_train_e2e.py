@@ -97,6 +97,9 @@ def test_two_steps_on_eight_devices(runs):
   assert results['per_action'] and all(
       'mpjpe_mm' in table for table in results['per_action'].values())
   assert 'Final: MPJPE' in runs['eight'].stdout
+  summary = json.loads((workdir / 'run_summary.json').read_text())
+  assert summary['steps'] == 2 and summary['train_clips_per_second'] > 0
+  assert summary['global_batch'] == config.data.batch_size
 
   step_dir = workdir / 'checkpoints' / '2'
   for item in ('params', 'opt_state', 'data_iter', 'meta'):

@@ -13,6 +13,15 @@ backward pass as a reverse scan against it, recomputing one layer at a time
 (l2a_design.md section 5.3): O(L) activation memory, for the cost of one
 extra forward pass per layer (as with per-layer rematerialisation).
 
+The backward pass touches only the slots a layer reads. A layer gets two
+things: `history`, the buffers it reads at any earlier slot (the caller
+names them, `history_reads`), and `previous`, slot l - 1 of every buffer.
+L2A's default reads only the compact LPA keys as history and the wide
+records at slot l - 1 alone, so per layer the backward masks and adds
+key-sized buffers plus one record slot, not a copy of the whole record
+buffer (which made the backward's memory traffic O(L^2) in the records).
+Buffer cotangents accumulate in float32 whatever the buffers' dtype.
+
 Contents:
 - `scan_write_once`: the write-once stack, gradient 'custom' | 'autodiff'.
 - `scan_carry`: a plain scan with an arbitrary carry (for histories that are
@@ -28,7 +37,7 @@ pytrees (nnx.State included).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -36,9 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 Buffers = dict[str, jax.Array]
-# layer_fn(layer_params, shared_params, layer_inputs, index, buffers)
+# layer_fn(layer_params, shared_params, layer_inputs, index, history, previous)
 #   -> {buffer name: value written to slot `index`}.
-LayerFn = Callable[[Any, Any, Any, jax.Array, Buffers], Mapping[str, jax.Array]]
+LayerFn = Callable[[Any, Any, Any, jax.Array, Buffers, Buffers],
+                   Mapping[str, jax.Array]]
 Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -104,15 +114,20 @@ def _num_layers(stacked: Any) -> int:
 def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
                     buffers: Mapping[str, jax.Array], *,
                     gradient: str = 'custom',
-                    remat: Wrapper = _identity_wrapper) -> Buffers:
+                    remat: Wrapper = _identity_wrapper,
+                    history_reads: Collection[str] | None = None) -> Buffers:
   """Runs L layers over a write-once history; layer l writes slot l.
 
-  Contract of `layer_fn(layer_params, shared, layer_inputs, index, buffers)`:
-  it is pure, reads `buffers` only at slots < index (it receives the full
-  buffers; slots >= index are zero in the forward pass), and returns one
-  value per buffer for slot `index`. Slots 1..L of the initial buffers must
-  be zero: then the buffers seen by layer l are the final buffers masked to
-  slots < l, which is what the custom gradient relies on.
+  Contract of `layer_fn(layer_params, shared, layer_inputs, index, history,
+  previous)`: it is pure and returns one value per buffer for slot `index`.
+  `history` maps every name in `history_reads` to its whole buffer, of which
+  the layer reads only slots < index (slots >= index are zero in the forward
+  pass); `previous` maps every buffer name to its slot index - 1. A buffer
+  outside `history_reads` must be read through `previous` only: the custom
+  backward pass then differentiates one slot of it per layer instead of the
+  whole buffer. Slots 1..L of the initial buffers must be zero: then the
+  buffers seen by layer l are the final buffers masked to slots < l, which
+  is what the custom gradient relies on.
 
   Args:
     layer_fn: one layer, see above.
@@ -128,6 +143,8 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
     remat: wrapper applied to `layer_fn` (e.g. `jax.checkpoint` with a
       policy). With 'custom' it bounds the memory of the one layer being
       recomputed in the backward pass; with 'autodiff' it is per-step remat.
+    history_reads: the buffers `layer_fn` reads at arbitrary earlier slots
+      (default: all of them).
 
   Returns:
     The final buffers (same names, shapes and dtypes).
@@ -137,14 +154,24 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
   if num_slots < num_layers + 1:
     raise ValueError(f'history has {num_slots} slots, {num_layers} layers '
                      f'need {num_layers + 1}')
+  read_names = (tuple(sorted(buffers)) if history_reads is None else
+                tuple(sorted(history_reads)))
+  unknown = sorted(set(read_names) - set(buffers))
+  if unknown:
+    raise ValueError(f'history_reads names buffers {unknown}, the history '
+                     f'has {sorted(buffers)}')
   # NumPy, not jnp: a constant, so the custom VJP closes over no tracer.
   indices = np.arange(1, num_layers + 1, dtype=np.int32)
   step_fn = remat(layer_fn)
 
+  def history_of(bufs):
+    return {name: bufs[name] for name in read_names}
+
   def forward(stacked, shared, xs, buffers):
     def step(bufs, per_layer):
       layer_params, layer_inputs, index = per_layer
-      values = step_fn(layer_params, shared, layer_inputs, index, bufs)
+      values = step_fn(layer_params, shared, layer_inputs, index,
+                       history_of(bufs), read_slots(bufs, index - 1))
       return write_slots(bufs, index, values), None
 
     final, _ = jax.lax.scan(step, dict(buffers), (stacked, xs, indices))
@@ -169,27 +196,34 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
     stacked, shared, xs, final = residuals
 
     def reverse_step(carry, per_layer):
-      buffer_cotangent, shared_cotangent = carry
+      cotangent, shared_cotangent = carry
       layer_params, layer_inputs, index = per_layer
-      # Exactly the buffers layer `index` saw in the forward pass.
-      seen = slots_below(final, index)
+      # Exactly what layer `index` saw in the forward pass: the history
+      # buffers below `index` and slot index - 1 of every buffer.
+      seen = slots_below(history_of(final), index)
+      previous = read_slots(final, index - 1)
       _, layer_vjp = jax.vjp(
-          lambda p, s, b: step_fn(p, s, layer_inputs, index, b),
-          layer_params, shared, seen)
+          lambda p, s, h, v: step_fn(p, s, layer_inputs, index, h, v),
+          layer_params, shared, seen, previous)
       slot_cotangent = {name: g.astype(final[name].dtype) for name, g in
-                        read_slots(buffer_cotangent, index).items()}
-      params_grad, shared_grad, seen_grad = layer_vjp(slot_cotangent)
-      # Slot `index` was overwritten by this layer: before it, its cotangent
-      # is zero. The input cotangent reaches slots < index only.
-      seen_grad = slots_below(seen_grad, index)
-      buffer_cotangent = {
-          name: jax.lax.dynamic_update_index_in_dim(
-              g, jnp.zeros(g.shape[1:], g.dtype), index, 0) +
-          seen_grad[name].astype(jnp.float32)
-          for name, g in buffer_cotangent.items()
-      }
+                        read_slots(cotangent, index).items()}
+      params_grad, shared_grad, seen_grad, previous_grad = layer_vjp(
+          slot_cotangent)
+      new_cotangent = {}
+      for name, g in cotangent.items():
+        # Slot `index` was overwritten by this layer: before it, its
+        # cotangent is zero. One slot, updated in place.
+        g = jax.lax.dynamic_update_index_in_dim(
+            g, jnp.zeros(g.shape[1:], g.dtype), index, 0)
+        if name in seen_grad:
+          # The history read reaches slots < index only.
+          g = g + slots_below({name: seen_grad[name]},
+                              index)[name].astype(jnp.float32)
+        below = jax.lax.dynamic_index_in_dim(g, index - 1, 0, keepdims=False)
+        new_cotangent[name] = jax.lax.dynamic_update_index_in_dim(
+            g, below + previous_grad[name].astype(jnp.float32), index - 1, 0)
       shared_cotangent = jax.tree.map(jnp.add, shared_cotangent, shared_grad)
-      return (buffer_cotangent, shared_cotangent), params_grad
+      return (new_cotangent, shared_cotangent), params_grad
 
     # The buffer cotangent accumulates in float32 whatever the buffers'
     # dtype: an early slot sums the contributions of every later layer.
@@ -283,7 +317,16 @@ class StackedSlots:
     Returns:
       float32 array of one slot's (broadcast) shape.
     """
-    return jnp.sum(weights * self.buffers[name].astype(jnp.float32), axis=0)
+    # A sum of num_slots products, not a reduction over the slot axis:
+    # XLA fuses the unrolled sum into one elementwise loop, where
+    # jnp.sum(weights * buffer, axis=0) became a slot-axis reduction that
+    # measured 2.5x slower forward + backward on CPU (docs/benchmarks.md,
+    # tuning log).
+    buffer = self.buffers[name]
+    total = weights[0] * buffer[0].astype(jnp.float32)
+    for s in range(1, buffer.shape[0]):
+      total = total + weights[s] * buffer[s].astype(jnp.float32)
+    return total
 
   def slot(self, name: str, index: jax.Array | int) -> jax.Array:
     """buffers[name][index] (index may be traced)."""

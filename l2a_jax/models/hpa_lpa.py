@@ -118,6 +118,21 @@ def query_logits(keys: jax.Array, query: jax.Array) -> jax.Array:
   return dots * jax.lax.rsqrt(mean_square + layers.RMS_NORM_EPS)
 
 
+def history_buffers_read(options: l2a_options.L2AOptions) -> frozenset[str]:
+  """The history buffers `depth_mix` reads at earlier slots.
+
+  'keys' or 'records' for the logits (none with static weights) and for the
+  values; nothing with hpa.mode='none'. Any other buffer a layer needs only
+  at slot l - 1 (the records of mode 'add' / 'none': its input h_{l-1}).
+  """
+  if options.hpa_mode == 'none':
+    return frozenset()
+  names = {'keys' if options.values_from_keys else 'records'}
+  if options.hpa_weights != 'static':
+    names.add('keys' if options.uses_keys else 'records')
+  return frozenset(names)
+
+
 def depth_mix(view: history_stack.HistoryView,
               options: l2a_options.L2AOptions, *,
               query: jax.Array | None, static_logits: jax.Array | None,

@@ -446,18 +446,21 @@ class L2A(nnx.Module):
     remat = layers.remat_wrapper(o.scan_remat, prevent_cse=False)
 
     if o.history != 'blocks':
-      def layer_fn(layer_params, shared_params, inputs, index, bufs):
+      def layer_fn(layer_params, shared_params, inputs, index, history,
+                   previous):
         view = history_stack.StackedSlots(
-            bufs, hpa_lpa.readable_slots(o, slot_ids, index))
-        hidden = (None if o.hpa_mode == 'replace'
-                  else view.slot('records', index - 1))
+            history, hpa_lpa.readable_slots(o, slot_ids, index))
+        hidden = None if o.hpa_mode == 'replace' else previous['records']
         record, key = apply(layer_params, shared_params, inputs, hidden, view)
         return {'records': record, 'keys': key} if o.uses_keys else {
             'records': record}
 
+      # The wide records are history only where depth_mix reads them; by
+      # default it reads the compact keys, and the records only at l - 1.
       final = history_stack.scan_write_once(
           layer_fn, layer_state, shared_state, layer_inputs, buffers,
-          gradient=o.history_gradient, remat=remat)
+          gradient=o.history_gradient, remat=remat,
+          history_reads=hpa_lpa.history_buffers_read(o))
       hidden = final['records'][o.depth]
     else:
       def block_step(layer_params, shared_params, inputs, index, carry):

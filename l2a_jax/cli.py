@@ -1,9 +1,8 @@
 """Command-line plumbing shared by every entry point.
 
 One behaviour for all of `main`, `predict`, `convert_torch`, `benchmark`,
-`benchmark.plot`, `benchmark.l2a_costs` and `data.throughput`
-(`data.prepare` and `data.bvh` use argparse: `--help` exits 0 there too and
-a bad argument exits 2, with argparse's usage line before the error):
+`benchmark.plot`, `benchmark.l2a_costs`, `data.throughput` and the two
+argparse commands `data.prepare` and `data.bvh` (`OneLineArgumentParser`):
 
 - `--help` (`-h`, `--helpshort`, `--helpfull`) prints the module's docstring
   and its flags and exits 0;
@@ -20,6 +19,7 @@ a bad argument exits 2, with argparse's usage line before the error):
 
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import importlib.util
@@ -49,6 +49,18 @@ def fail(program: str, message: Any) -> NoReturn:
   sys.stderr.write(f'{program}: error: {text}\n')
   sys.stderr.flush()
   sys.exit(USAGE_ERROR)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+  """argparse with this module's usage errors: one line, exit status 2.
+
+  argparse prints its usage block before the error; here the error line
+  alone (`PROGRAM: error: ...`, PROGRAM the last word of `prog`), as every
+  other entry point. `--help` is argparse's own (the full usage, exit 0).
+  """
+
+  def error(self, message: str) -> NoReturn:
+    fail(self.prog.split()[-1].rsplit('.', 1)[-1], message)
 
 
 # ----------------------------------------------------------------------------

@@ -121,6 +121,14 @@ def test_other_entry_points_reject_bad_overrides_with_exit_2(tmp_path):
       'main without --workdir': (['-m', 'l2a_jax.main', '--config',
                                   'configs/tiny.py'],
                                  'main: error: --workdir is required'),
+      # The argparse commands: the error line alone, no usage block.
+      'prepare': (['-m', 'l2a_jax.data.prepare', '--data_dir',
+                   str(tmp_path / 'd')],
+                  'prepare: error: the following arguments are required: '
+                  '--dataset'),
+      'bvh': (['-m', 'l2a_jax.data.bvh', '--input', 'a.bvh', '--output',
+               str(tmp_path / 'y.npz'), '--num_cameras', 'two'],
+              "bvh: error: argument --num_cameras: invalid int value: 'two'"),
   }
   procs = {name: _start(args) for name, (args, _) in calls.items()}
   for name, proc in procs.items():
@@ -128,6 +136,7 @@ def test_other_entry_points_reject_bad_overrides_with_exit_2(tmp_path):
     assert (status, stderr) == (2, calls[name][1] + '\n'), name
   assert not (tmp_path / 'y.npz').exists()
   assert not (tmp_path / 'w').exists()
+  assert not (tmp_path / 'd').exists()
 
 
 # ----------------------------------------------------------------------------

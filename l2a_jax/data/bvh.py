@@ -70,7 +70,6 @@ as a COCO-17 keypoint annotation file (`images` with width / height, one
 placed around the Human3.6M head (`coco_keypoints`).
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -82,6 +81,7 @@ import warnings
 import numpy as np
 
 from l2a_jax import atomic_output
+from l2a_jax import cli
 from l2a_jax.data import cameras as cameras_lib
 from l2a_jax.data import skeleton as skeleton_lib
 
@@ -1210,7 +1210,7 @@ def _export_coco(path, arrays: dict, k: int) -> None:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
+  parser = cli.OneLineArgumentParser(
       prog='python -m l2a_jax.data.bvh',
       description=('Convert a BVH file to Human3.6M 17-joint 2D keypoints '
                    'and camera-space 3D poses seen by K virtual cameras.'))

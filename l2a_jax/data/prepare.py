@@ -35,6 +35,7 @@ import re
 import sys
 
 from l2a_jax import atomic_output
+from l2a_jax import cli
 
 from l2a_jax.data import builders
 from l2a_jax.data import bvh_builder
@@ -45,7 +46,7 @@ _PICKLED = ('h36m', 'mpi_inf_3dhp')
 
 
 def _parse(argv):
-  parser = argparse.ArgumentParser(
+  parser = cli.OneLineArgumentParser(
       prog='python -m l2a_jax.data.prepare',
       description=__doc__,
       epilog=('The Human3.6M and MPI-INF-3DHP source files are pickled '

@@ -20,6 +20,10 @@ is `l2a_h36m.py` (which documents every field). The recipe
 - global-norm clipping at 1.0;
 - accumulation chosen from at most 32 rows per device and micro-batch, so the
   same global batch (and the same updates) run on 1, 8, 64, ... devices.
+
+Measured (docs/scaling.md): at 10 epochs on the synthetic data, batch 512
+with this recipe reaches 101 mm MPJPE against 25 mm for batch 16 with the
+lineage recipe; it is not validated for short runs.
 """
 
 import ml_collections

@@ -99,7 +99,7 @@ def test_two_steps_on_eight_devices(runs):
   assert 'Final: MPJPE' in runs['eight'].stdout
   summary = json.loads((workdir / 'run_summary.json').read_text())
   assert summary['steps'] == 2 and summary['train_clips_per_second'] > 0
-  assert summary['global_batch'] == config.data.batch_size
+  assert summary['global_batch'] == 8  # configs/tiny.py data.batch_size
 
   step_dir = workdir / 'checkpoints' / '2'
   for item in ('params', 'opt_state', 'data_iter', 'meta'):

@@ -317,16 +317,7 @@ class StackedSlots:
     Returns:
       float32 array of one slot's (broadcast) shape.
     """
-    # A sum of num_slots products, not a reduction over the slot axis:
-    # XLA fuses the unrolled sum into one elementwise loop, where
-    # jnp.sum(weights * buffer, axis=0) became a slot-axis reduction that
-    # measured 2.5x slower forward + backward on CPU (docs/benchmarks.md,
-    # tuning log).
-    buffer = self.buffers[name]
-    total = weights[0] * buffer[0].astype(jnp.float32)
-    for s in range(1, buffer.shape[0]):
-      total = total + weights[s] * buffer[s].astype(jnp.float32)
-    return total
+    return jnp.sum(weights * self.buffers[name].astype(jnp.float32), axis=0)
 
   def slot(self, name: str, index: jax.Array | int) -> jax.Array:
     """buffers[name][index] (index may be traced)."""

@@ -209,6 +209,8 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
                         read_slots(cotangent, index).items()}
       params_grad, shared_grad, seen_grad, previous_grad = layer_vjp(
           slot_cotangent)
+      # The history read reaches slots < index only.
+      seen_grad = slots_below(seen_grad, index)
       new_cotangent = {}
       for name, g in cotangent.items():
         # Slot `index` was overwritten by this layer: before it, its
@@ -216,9 +218,7 @@ def scan_write_once(layer_fn: LayerFn, stacked: Any, shared: Any, xs: Any,
         g = jax.lax.dynamic_update_index_in_dim(
             g, jnp.zeros(g.shape[1:], g.dtype), index, 0)
         if name in seen_grad:
-          # The history read reaches slots < index only.
-          g = g + slots_below({name: seen_grad[name]},
-                              index)[name].astype(jnp.float32)
+          g = g + seen_grad[name].astype(jnp.float32)
         below = jax.lax.dynamic_index_in_dim(g, index - 1, 0, keepdims=False)
         new_cotangent[name] = jax.lax.dynamic_update_index_in_dim(
             g, below + previous_grad[name].astype(jnp.float32), index - 1, 0)

@@ -202,12 +202,20 @@ def check_model_config(meta: Mapping[str, Any], model_config: Any,
 
 
 def _mix32(h: jax.Array) -> jax.Array:
-  """A bijective uint32 -> uint32 scrambler (the MurmurHash3 finaliser)."""
-  h = h ^ (h >> 16)
-  h = h * np.uint32(0x85EBCA6B)
-  h = h ^ (h >> 13)
-  h = h * np.uint32(0xC2B2AE35)
-  return h ^ (h >> 16)
+  """A bijective uint32 -> uint32 scrambler (the MurmurHash3 finaliser).
+
+  Written with `lax` primitives: it is traced once per array of a
+  checkpoint (hundreds of leaves), and `jnp`'s operator wrappers made that
+  tracing cost seconds per save.
+  """
+  lax = jax.lax
+
+  def shift_xor(v, bits):
+    return lax.bitwise_xor(v, lax.shift_right_logical(v, np.uint32(bits)))
+
+  h = lax.mul(shift_xor(h, 16), np.uint32(0x85EBCA6B))
+  h = lax.mul(shift_xor(h, 13), np.uint32(0xC2B2AE35))
+  return shift_xor(h, 16)
 
 
 def _bits32(x: jax.Array) -> jax.Array:
@@ -222,18 +230,32 @@ def _bits32(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(x, jnp.uint32).reshape(-1)
 
 
-def _leaf_summary(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _position_keys(size: int) -> tuple[jax.Array, jax.Array]:
+  """The two scrambled position streams of `size` elements (uint32 [size]):
+  mix(2i + 1) and mix(2i + 2)."""
+  index = jax.lax.iota(jnp.uint32, size)
+  twice = jax.lax.add(index, index)
+  return (_mix32(jax.lax.add(twice, np.uint32(1))),
+          _mix32(jax.lax.add(twice, np.uint32(2))))
+
+
+def _leaf_summary(x: jax.Array, keys: tuple[jax.Array, jax.Array]
+                  ) -> tuple[jax.Array, jax.Array]:
   """(uint32 [2] fingerprint, all-finite flag) of one array.
 
   Each element's bits are scrambled together with its position and summed
   with uint32 wrap-around (exact and order-independent, so any device and
   NumPy agree); two differently seeded sums make 64 bits. Changing one
   element always changes both sums.
+
+  Args:
+    x: the array (any shape and type of 1, 2, 4 or 8 bytes).
+    keys: `_position_keys(n)` for n, the length of `_bits32(x)`.
   """
   bits = _bits32(x)
-  index = jnp.arange(bits.size, dtype=jnp.uint32)
-  first = jnp.sum(_mix32(bits ^ _mix32(2 * index + 1)), dtype=jnp.uint32)
-  second = jnp.sum(_mix32(bits + _mix32(2 * index + 2)), dtype=jnp.uint32)
+  odd, even = keys
+  first = jnp.sum(_mix32(jax.lax.bitwise_xor(bits, odd)), dtype=jnp.uint32)
+  second = jnp.sum(_mix32(jax.lax.add(bits, even)), dtype=jnp.uint32)
   if jnp.issubdtype(x.dtype, jnp.inexact):
     finite = jnp.all(jnp.isfinite(x))
   else:
@@ -241,7 +263,17 @@ def _leaf_summary(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.stack([first, second]), finite
 
 
-_summaries = jax.jit(lambda leaves: [_leaf_summary(x) for x in leaves])
+@jax.jit
+def _summaries(leaves: list[jax.Array]) -> list[tuple[jax.Array, jax.Array]]:
+  """`_leaf_summary` of every leaf; position keys computed once per size."""
+  keys = {}
+  results = []
+  for x in leaves:
+    size = x.size * max(1, jnp.dtype(x.dtype).itemsize // 4)
+    if size not in keys:
+      keys[size] = _position_keys(size)
+    results.append(_leaf_summary(x, keys[size]))
+  return results
 
 
 def _key_name(key: Any) -> str:

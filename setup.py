@@ -24,7 +24,6 @@ setuptools.setup(
         'numpy',
         'optax',
         'orbax-checkpoint>=0.11',
-        'tensorboardX',
         'tensorflow-datasets>=4.9.7',
         'tqdm',
     ],
@@ -35,7 +34,8 @@ setuptools.setup(
         # MP4 renders and --video backgrounds of `predict`.
         'video': ['imageio-ffmpeg'],
         # The tests render MP4s too, so they need the [video] plugin.
+        # tensorboardX: an independent reader of our TensorBoard event files.
         'test': ['pytest', 'pytest-xdist', 'chex', 'hypothesis',
-                 'imageio-ffmpeg', 'torch'],
+                 'imageio-ffmpeg', 'tensorboardX', 'torch'],
     },
 )

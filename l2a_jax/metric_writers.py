@@ -1,10 +1,10 @@
 """Scalar summaries to the log and to TensorBoard, without TensorFlow.
 
 `clu.metric_writers` (the usual choice) imports TensorFlow when the package
-is imported, even for its logging writer, and its TF-free TensorBoard writer
-needs torch. This module gives the same small interface on top of
-`tensorboardX` (protobuf only): every process logs, only process 0 writes
-event files.
+is imported, even for its logging writer, and tensorboardX imports PyTorch
+when it is installed. This module gives the same small interface on top of
+`tensorboard_events` (event files written directly): every process logs,
+only process 0 writes event files.
 """
 
 import os
@@ -14,6 +14,7 @@ from absl import logging
 import numpy as np
 
 from l2a_jax import console
+from l2a_jax import tensorboard_events
 
 
 class MetricWriter:
@@ -29,9 +30,7 @@ class MetricWriter:
     """
     self._tensorboard = None
     if logdir is not None and not just_logging:
-      # Imported lazily: only the writing process needs it.
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tensorboard = tensorboardX.SummaryWriter(logdir=os.fspath(logdir))
+      self._tensorboard = tensorboard_events.EventWriter(logdir)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any], *,
                     terminal: bool = True) -> None:
@@ -49,8 +48,7 @@ class MetricWriter:
         extra=None if terminal else console.FILE_ONLY,
     )
     if self._tensorboard is not None:
-      for key, value in values.items():
-        self._tensorboard.add_scalar(key, value, global_step=step)
+      self._tensorboard.add_scalars(values, step)
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     """Logs the flattened config once (log file only; text summary in
@@ -59,7 +57,7 @@ class MetricWriter:
     logging.info('Hyperparameters:\n  %s', '\n  '.join(lines),
                  extra=console.FILE_ONLY)
     if self._tensorboard is not None:
-      self._tensorboard.add_text('hparams', '  \n'.join(lines), global_step=0)
+      self._tensorboard.add_text('hparams', '  \n'.join(lines), 0)
 
   def flush(self) -> None:
     if self._tensorboard is not None:

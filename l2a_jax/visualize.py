@@ -10,18 +10,23 @@ import os
 from typing import Sequence
 
 from etils import epath
-import matplotlib
-
-matplotlib.use('Agg')
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import pyplot as plt
 import numpy as np
 
 from l2a_jax.data import skeleton as skeleton_lib
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _GT_COLOR = '#2b6cb0'
 _PRED_COLOR = '#dd6b20'
+
+
+def _pyplot():
+  """matplotlib.pyplot on the Agg backend (no display), imported on first
+  use: a training process that draws nothing does not pay for it."""
+  # pylint: disable=g-import-not-at-top
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot
+  # pylint: enable=g-import-not-at-top
+  return pyplot
 
 
 def _to_plot_axes(pose: np.ndarray) -> np.ndarray:
@@ -71,6 +76,7 @@ def plot_clip(
   centre2d = 0.5 * (low2d + high2d)
   radius2d = max(0.55 * float(np.max(high2d - low2d)), 1e-6)
 
+  plt = _pyplot()
   fig = plt.figure(figsize=(3.2 * num_frames, 6.8))
   for i in range(num_frames):
     ax = fig.add_subplot(2, num_frames, i + 1)
@@ -135,6 +141,7 @@ def plot_training_curves(
   Returns:
     The path written.
   """
+  plt = _pyplot()
   fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(9.0, 3.6))
   if curves.get('loss'):
     steps, values = zip(*curves['loss'])

@@ -118,7 +118,7 @@ def unoptimised_compiles():
 # early and the two xdist workers finish together, instead of one worker
 # ending with a long module while the other idles. Only the order changes.
 _SLOW_MODULES_FIRST = (
-    'test_train_e2e.py', 'test_predict.py', 'test_fsdp.py',
+    'test_train_e2e.py', 'test_predict.py',
     'test_train_multiprocess.py', 'test_benchmark.py',
     'test_tcpformer_scan.py', 'test_reliability.py', 'test_l2a_memory.py',
     'test_l2a_variants_add.py', 'test_attention_impl.py',

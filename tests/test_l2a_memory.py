@@ -2,7 +2,7 @@
 superlinear with plain autodiff through the scan (l2a_design.md 5.2-5.3).
 
 XLA's compiled temporary memory (`memory_analysis().temp_size_in_bytes`) of
-`jit(grad(loss))` on a tiny model at depths 4, 8, 16, 32; nothing is run.
+`jit(grad(loss))` on a tiny model at depths 4, 16, 32; nothing is run.
 """
 
 from flax import nnx
@@ -14,7 +14,8 @@ from l2a_jax.models import l2a
 import l2a_testing
 
 
-DEPTHS = (4, 8, 16, 32)
+# Three depths (three optimised compiles per path): two slopes to compare.
+DEPTHS = (4, 16, 32)
 
 
 def temp_bytes(depth: int, path: str) -> int:
@@ -45,5 +46,6 @@ def test_custom_vjp_memory_is_linear_autodiff_superlinear():
   # Superlinear: each extra layer also keeps a copy of the whole buffer, so
   # the cost per layer grows with depth.
   assert autodiff_slope[-1] > 1.4 * autodiff_slope[0], autodiff
-  assert autodiff[-1] / autodiff[1] > 2.0 * custom[-1] / custom[1]
+  # From depth 4 to 32, autodiff's memory grows over twice as fast.
+  assert autodiff[-1] / autodiff[0] > 2.0 * custom[-1] / custom[0]
   assert autodiff[-1] > 10 * custom[-1], (custom, autodiff)

@@ -6,12 +6,19 @@ move every parameter tensor away from its initial value; a rerun resumes at
 the right step, and 2 steps + 1 resumed step equal 3 uninterrupted steps
 (parameters, optimizer state, data-iterator state); the 8-device result
 equals the 1-device result for the same global batch.
-"""
 
+FSDP (`config.mesh.fsdp=4`: mesh data 2 x fsdp 4 over the same 8 devices,
+parameters and optimizer state split 4 ways) matches the data-parallel run
+within 1e-5, holds a smaller train state per device, and its checkpoint
+continues on 1 device to the same step 3 as the uninterrupted run. The FSDP
+checks live here so that they compare against the same data-parallel runs
+instead of training their own.
+"""
 import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -67,8 +74,12 @@ def runs(tmp_path_factory):
   cache_dir = os.environ['JAX_COMPILATION_CACHE_DIR']
   eight = _run(root / 'eight', data_dir, cache_dir, 8)
   one = _run(root / 'one', data_dir, cache_dir, 1)
+  fsdp = _run(root / 'fsdp', data_dir, cache_dir, 8, '--config.mesh.fsdp=4')
+  # The uninterrupted 3-step run that the resumed runs are compared with.
+  straight = _run(root / 'eight_three_steps', data_dir, cache_dir, 8,
+                  '--config.train.num_train_steps=3')
   return {'root': root, 'data_dir': data_dir, 'cache_dir': cache_dir,
-          'eight': eight, 'one': one}
+          'eight': eight, 'one': one, 'fsdp': fsdp, 'straight': straight}
 
 
 def test_two_steps_on_eight_devices(runs):
@@ -161,7 +172,9 @@ def _raw_item(step_dir, item):
 
 
 def test_resumed_run_equals_uninterrupted_run(runs):
-  resumed_dir = runs['root'] / 'eight'
+  # A copy: the fixture's runs stay as trained for the other tests.
+  resumed_dir = runs['root'] / 'eight_resumed'
+  shutil.copytree(runs['root'] / 'eight', resumed_dir)
   before = len(_log(resumed_dir))  # The rerun appends to the log.
   rerun = _run(resumed_dir, runs['data_dir'], runs['cache_dir'], 8,
                '--config.train.num_train_steps=3')
@@ -173,9 +186,7 @@ def test_resumed_run_equals_uninterrupted_run(runs):
   assert results['step'] == 3
 
   straight_dir = runs['root'] / 'eight_three_steps'
-  straight = _run(straight_dir, runs['data_dir'], runs['cache_dir'], 8,
-                  '--config.train.num_train_steps=3')
-  assert 'Restored checkpoint' not in straight.stderr
+  assert 'Restored checkpoint' not in runs['straight'].stderr
   straight_losses = _logged_losses(_log(straight_dir))
   assert sorted(straight_losses) == [1, 2, 3]
   np.testing.assert_array_equal(resumed_losses[3], straight_losses[3])
@@ -222,3 +233,53 @@ def test_eval_mode_reproduces_the_final_evaluation(runs):
     np.testing.assert_allclose(evaluated['baselines'][name]['mpjpe_mm'],
                                trained['baselines'][name]['mpjpe_mm'],
                                rtol=1e-6)
+
+
+def _state_mib(stderr):
+  return float(re.search(r'train state ([\d.]+) MiB per device',
+                         stderr).group(1))
+
+
+def test_fsdp_matches_data_parallel(runs):
+  root = runs['root']
+  assert "Mesh {'data': 2, 'fsdp': 4} over 8 devices" in runs['fsdp'].stderr
+  dp, fsdp = _logged_losses(_log(root / 'eight')), _logged_losses(
+      _log(root / 'fsdp'))
+  assert sorted(fsdp) == [1, 2]
+  # Throughput on every log line and the wall-time split at the end.
+  log = _log(root / 'fsdp')
+  for name in ('train_step_time_s=', 'train_clips_per_second=',
+               'train_clips_per_second_per_device='):
+    assert name in log
+  assert re.search(r'Wall time [\d.]+ s: compilation [\d.]+ s \(\d+%\), '
+                   r'input .*checkpointing .*evaluation .*training', log)
+  np.testing.assert_allclose([fsdp[s] for s in (1, 2)],
+                             [dp[s] for s in (1, 2)], rtol=0, atol=1e-5)
+  mpjpe = [json.loads((root / r / 'eval_metrics.json').read_text())
+           ['mpjpe_mm'] for r in ('eight', 'fsdp')]
+  np.testing.assert_allclose(mpjpe[1], mpjpe[0], rtol=1e-4)
+  # The train state is split: each device holds a fraction of it.
+  assert (_state_mib(runs['fsdp'].stderr)
+          < 0.5 * _state_mib(runs['eight'].stderr))
+  a, _ = checkpointing.restore_params(root / 'eight', step=2)
+  b, _ = checkpointing.restore_params(root / 'fsdp', step=2)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_fsdp_checkpoint_from_8_devices_resumes_on_1(runs):
+  # The FSDP-on-8 checkpoint of step 2 continues to step 3 on 1 device and
+  # reaches the uninterrupted data-parallel run's step 3.
+  root = runs['root']
+  shutil.copytree(root / 'fsdp', root / 'fsdp3')
+  one = _run(root / 'fsdp3', runs['data_dir'], runs['cache_dir'], 1,
+             '--config.train.num_train_steps=3').stderr
+  assert 'Restored checkpoint step 2 (full)' in one
+  assert "Mesh {'data': 1} over 1 devices" in one
+  straight = _logged_losses(_log(root / 'eight_three_steps'))
+  np.testing.assert_allclose(_logged_losses(_log(root / 'fsdp3'))[3],
+                             straight[3], rtol=1e-5)
+  a, _ = checkpointing.restore_params(root / 'eight_three_steps', step=3)
+  b, _ = checkpointing.restore_params(root / 'fsdp3', step=3)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)

@@ -4,8 +4,9 @@ Every CLI that writes a local file (predictions, converted checkpoints,
 benchmark results, BVH imports, cost reports) writes through
 `atomic_output`, so an interrupted or failed write never leaves a
 half-written file under the final name and never replaces a good one.
-(Files in a training workdir, which may live on remote storage, go through
-`etils.epath` in `evaluate.py` / `visualize.py` instead.)
+Files in a training workdir, which may live on remote storage (gs://...),
+go through `replace_file`: the same write-a-sibling-then-rename with
+`etils.epath`, which has no exclusive-create mode.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import pathlib
 import secrets
 from typing import IO, Iterator
+
+from etils import epath
 
 
 @contextlib.contextmanager
@@ -71,3 +74,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   except BaseException:
     temporary.unlink(missing_ok=True)
     raise
+
+
+def replace_file(path: str | os.PathLike[str] | epath.Path,
+                 data: str | bytes) -> epath.Path:
+  """Writes `data` to `path` (local or a URL such as gs://bucket/run/x)
+  through the sibling `NAME.tmp` and a rename, so readers see the old file
+  or the new one, never a part; a failed write removes the sibling.
+
+  Args:
+    path: the output file; its directory must exist.
+    data: text (UTF-8) or bytes.
+
+  Returns:
+    `path` as an `epath.Path`.
+  """
+  path = epath.Path(path)
+  temporary = path.with_name(f'{path.name}.tmp')
+  try:
+    if isinstance(data, bytes):
+      temporary.write_bytes(data)
+    else:
+      temporary.write_text(data)
+    temporary.replace(path)
+  except BaseException:
+    try:
+      if temporary.exists():
+        temporary.unlink()
+    except OSError:
+      pass  # The write's own error is the one to report.
+    raise
+  return path

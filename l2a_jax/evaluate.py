@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from l2a_jax import atomic_output
 from l2a_jax import baselines
 from l2a_jax import checkpointing
 from l2a_jax import metrics
@@ -337,9 +338,7 @@ def write_eval_metrics(directory: str, results: Mapping[str, Any]) -> str:
                     allow_nan=False) + '\n'
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f'{path.name}.tmp')
-    temporary.write_text(text)
-    temporary.replace(path)
+    atomic_output.replace_file(path, text)
   return str(path)
 
 
@@ -477,13 +476,9 @@ def write_baselines(workdir: str, params: Mapping[str, np.ndarray],
   text = json.dumps(baselines.to_json(dict(params), fitted_on))
   if path.exists() and path.read_text() == text:
     return  # A resumed run: the same data gave the same fit.
-  temporary = path.with_name(f'{path.name}.tmp')
   try:
-    temporary.write_text(text)
-    temporary.replace(path)
+    atomic_output.replace_file(path, text)
   except OSError as error:
-    if temporary.exists():
-      temporary.unlink()
     raise OSError(f'cannot write {path}: {error.strerror or error}') from error
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from etils import epath
 import jax
 
+from l2a_jax import atomic_output
 from l2a_jax import hardware
 
 CATEGORIES = ('compilation', 'input', 'checkpointing', 'evaluation')
@@ -145,7 +146,6 @@ def write_run_summary(workdir: str, totals: dict[str, float], steps: int,
   }
   path = epath.Path(workdir) / RUN_SUMMARY_FILE
   if jax.process_index() == 0:
-    temporary = path.with_name(f'{path.name}.tmp')
-    temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + '\n')
-    temporary.replace(path)
+    atomic_output.replace_file(
+        path, json.dumps(summary, indent=2, sort_keys=True) + '\n')
   return str(path)

@@ -9,9 +9,9 @@ import io
 import os
 from typing import Sequence
 
-from etils import epath
 import numpy as np
 
+from l2a_jax import atomic_output
 from l2a_jax.data import skeleton as skeleton_lib
 
 _GT_COLOR = '#2b6cb0'
@@ -117,11 +117,7 @@ def plot_clip(
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=80)
   plt.close(fig)
-  path = epath.Path(path)
-  temporary = path.with_name(f'{path.name}.tmp')
-  temporary.write_bytes(buffer.getvalue())
-  temporary.replace(path)
-  return str(path)
+  return str(atomic_output.replace_file(path, buffer.getvalue()))
 
 
 def plot_training_curves(
@@ -165,8 +161,4 @@ def plot_training_curves(
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=80)
   plt.close(fig)
-  path = epath.Path(path)
-  temporary = path.with_name(f'{path.name}.tmp')
-  temporary.write_bytes(buffer.getvalue())
-  temporary.replace(path)
-  return str(path)
+  return str(atomic_output.replace_file(path, buffer.getvalue()))

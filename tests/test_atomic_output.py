@@ -6,6 +6,7 @@ import stat
 
 import pytest
 
+from l2a_jax import atomic_output as atomic_output_lib
 from l2a_jax.atomic_output import atomic_output
 
 
@@ -42,3 +43,25 @@ def test_bad_mode_and_missing_directory(tmp_path):
   with pytest.raises(FileNotFoundError):
     with atomic_output(tmp_path / 'missing' / 'x'):
       pass
+
+
+def test_replace_file_writes_text_and_bytes_and_replaces(tmp_path):
+  path = tmp_path / 'metrics.json'
+  written = atomic_output_lib.replace_file(path, '{"step": 1}\n')
+  assert str(written) == str(path)
+  assert path.read_text() == '{"step": 1}\n'
+  atomic_output_lib.replace_file(str(path), b'\x00\x01')
+  assert path.read_bytes() == b'\x00\x01'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
+
+
+def test_replace_file_failure_keeps_nothing_half_written(tmp_path):
+  # The final name is a non-empty folder: the rename fails after the
+  # sibling was written; the sibling is removed and the folder kept.
+  target = tmp_path / 'picture.png'
+  target.mkdir()
+  (target / 'keep').write_text('data')
+  with pytest.raises(OSError):
+    atomic_output_lib.replace_file(target, b'png bytes')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['picture.png']
+  assert (target / 'keep').read_text() == 'data'

@@ -239,8 +239,10 @@ def _position_keys(size: int) -> tuple[jax.Array, jax.Array]:
           _mix32(jax.lax.add(twice, np.uint32(2))))
 
 
-def _leaf_summary(x: jax.Array, keys: tuple[jax.Array, jax.Array]
-                  ) -> tuple[jax.Array, jax.Array]:
+def _leaf_summary(
+    x: jax.Array,
+    position_keys: Callable[[int], tuple[jax.Array, jax.Array]],
+) -> tuple[jax.Array, jax.Array]:
   """(uint32 [2] fingerprint, all-finite flag) of one array.
 
   Each element's bits are scrambled together with its position and summed
@@ -250,10 +252,11 @@ def _leaf_summary(x: jax.Array, keys: tuple[jax.Array, jax.Array]
 
   Args:
     x: the array (any shape and type of 1, 2, 4 or 8 bytes).
-    keys: `_position_keys(n)` for n, the length of `_bits32(x)`.
+    position_keys: `_position_keys` (or a cache of it), called with the
+      length of `_bits32(x)`.
   """
   bits = _bits32(x)
-  odd, even = keys
+  odd, even = position_keys(bits.size)
   first = jnp.sum(_mix32(jax.lax.bitwise_xor(bits, odd)), dtype=jnp.uint32)
   second = jnp.sum(_mix32(jax.lax.add(bits, even)), dtype=jnp.uint32)
   if jnp.issubdtype(x.dtype, jnp.inexact):
@@ -267,13 +270,13 @@ def _leaf_summary(x: jax.Array, keys: tuple[jax.Array, jax.Array]
 def _summaries(leaves: list[jax.Array]) -> list[tuple[jax.Array, jax.Array]]:
   """`_leaf_summary` of every leaf; position keys computed once per size."""
   keys = {}
-  results = []
-  for x in leaves:
-    size = x.size * max(1, jnp.dtype(x.dtype).itemsize // 4)
+
+  def cached_position_keys(size):
     if size not in keys:
       keys[size] = _position_keys(size)
-    results.append(_leaf_summary(x, keys[size]))
-  return results
+    return keys[size]
+
+  return [_leaf_summary(x, cached_position_keys) for x in leaves]
 
 
 def _key_name(key: Any) -> str:

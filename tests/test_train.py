@@ -78,22 +78,11 @@ def test_pending_metrics_guard_names_step_and_metric():
     pending.flush()
 
 
-_INITIAL_PARAMS = {}
-
-
-def _initial_params(config, mesh):
-  """`run_setup.init_params` as NumPy arrays, computed once per model config
-  (the initialisation compiles a program of its own). NumPy, because the
-  train step donates (deletes) the device arrays it is given."""
-  key = repr(config.model.to_dict())
-  if key not in _INITIAL_PARAMS:
-    _INITIAL_PARAMS[key] = jax.device_get(run_setup.init_params(config, mesh))
-  return _INITIAL_PARAMS[key]
-
-
-def _run_steps(config, mesh, batch, num_steps):
+def _run_steps(config, mesh, batch, num_steps, initial):
+  """`num_steps` train steps from `initial` (NumPy parameters: the step
+  donates, i.e. deletes, the device arrays it is given)."""
   graphdef, _, rest = run_setup.abstract_model_state(config, mesh)
-  params = _initial_params(config, mesh)
+  params = initial
   tx, schedule = optim.create_optimizer(config.optim, 10, 100)
   opt_state = tx.init(params)
   step_fn = train.make_train_step(
@@ -117,14 +106,15 @@ def test_gradient_accumulation_matches_the_full_batch():
       'inputs': rng.normal(size=(8, frames, 17, 3)).astype(np.float32),
       'targets': rng.normal(size=(8, frames, 17, 3)).astype(np.float32),
   }
-  full, full_losses = _run_steps(config, mesh, batch, 2)
+  # Initialised once for both runs (it compiles a program of its own).
+  initial = jax.device_get(run_setup.init_params(config, mesh))
+  full, full_losses = _run_steps(config, mesh, batch, 2, initial)
   config.optim.accumulation_steps = 4
-  accumulated, acc_losses = _run_steps(config, mesh, batch, 2)
+  accumulated, acc_losses = _run_steps(config, mesh, batch, 2, initial)
   np.testing.assert_allclose(acc_losses, full_losses, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(accumulated), jax.tree.leaves(full)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # The parameters moved (the comparison is not between two no-ops).
-  initial = _initial_params(config, mesh)
   moved = [np.abs(a - b).max() for a, b in
            zip(jax.tree.leaves(full), jax.tree.leaves(initial))]
   assert max(moved) > 1e-4

@@ -72,6 +72,100 @@ def mpjpe_per_frame(pred, target):
   return jnp.mean(joint_errors(pred, target), axis=-1)
 
 
+# Sweeps of the one-sided Jacobi SVD below. Convergence is quadratic: 3x3
+# float32 matrices are orthogonalised to rounding after 3-4 sweeps; 6 leave
+# a margin for ill-conditioned frames.
+_JACOBI_SWEEPS = 6
+
+
+def _dot3(a, b):
+  """Inner product of `[..., 3]` vectors, `[...]`."""
+  return jnp.sum(a * b, axis=-1)
+
+
+def _cross3(a, b):
+  """Cross product of `[..., 3]` vectors."""
+  return jnp.stack([
+      a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+      a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+  ], axis=-1)
+
+
+def _unit(x):
+  """`x / |x|` on `[..., 3]`; the zero vector stays zero (padding frames)."""
+  return x / jnp.maximum(_norm(x), _EPS)[..., None]
+
+
+def svd_3x3_proper(h):
+  """Singular value decomposition of 3 x 3 matrices with rotations only.
+
+  `h = U diag(s) V^T` with U and V proper rotations (det +1), s sorted by
+  decreasing magnitude, s[0] >= s[1] >= |s[2]| and s[2] carrying the sign of
+  det(h). So `V U^T` is the rotation of the Kabsch / Procrustes problem and
+  `sum(s)` its trace term, with the reflection case already resolved (the
+  same result as LAPACK's SVD followed by MotionBERT's flip of the weakest
+  direction, data_and_metrics.md section 6).
+
+  One-sided (Hestenes) Jacobi: plane rotations V applied on the right make
+  the columns of `h V` orthogonal; their norms are the singular values and
+  their directions U. Only elementwise arithmetic and a sort: no LAPACK
+  call, so the evaluation step has no custom call (XLA CPU runs batched
+  LAPACK kernels on its intra-op thread pool and, with several CPU devices
+  each blocked in one, deadlocks; docs/scaling.md), it fuses, and it is the
+  same code on every backend.
+
+  Args:
+    h: `[..., 3, 3]` float32.
+
+  Returns:
+    `(u, s, v)`: `[..., 3, 3]` (columns are the singular vectors), `[..., 3]`,
+    `[..., 3, 3]`. For a zero matrix (padding frames) s is 0 and u has zero
+    columns: finite, not a rotation.
+  """
+  columns = [h[..., :, i] for i in range(3)]  # of h V, each [..., 3]
+  eye = jnp.eye(3, dtype=h.dtype)
+  v_columns = [jnp.broadcast_to(eye[:, i], h.shape[:-1]) for i in range(3)]
+  tiny = jnp.finfo(h.dtype).tiny
+  for _ in range(_JACOBI_SWEEPS):
+    for p, q in ((0, 1), (0, 2), (1, 2)):
+      alpha = _dot3(columns[p], columns[p])
+      beta = _dot3(columns[q], columns[q])
+      gamma = _dot3(columns[p], columns[q])
+      rotate = jnp.abs(gamma) > tiny
+      zeta = (beta - alpha) / (2.0 * jnp.where(rotate, gamma, 1.0))
+      # The smaller root of t^2 + 2 zeta t - 1 = 0 (rotation angle <= 45 deg);
+      # zeta^2 overflowing to inf gives t = 0, the right limit.
+      t = jnp.sign(zeta) / (jnp.abs(zeta) + jnp.sqrt(1.0 + zeta * zeta))
+      t = jnp.where(rotate, jnp.where(zeta == 0, 1.0, t), 0.0)
+      c = 1.0 / jnp.sqrt(1.0 + t * t)
+      s = c * t
+      for vectors in (columns, v_columns):
+        a, b = vectors[p], vectors[q]
+        vectors[p] = c[..., None] * a - s[..., None] * b
+        vectors[q] = s[..., None] * a + c[..., None] * b
+  a = jnp.stack(columns, axis=-1)
+  v = jnp.stack(v_columns, axis=-1)
+  # Sort by decreasing singular value (column norm).
+  order = jnp.argsort(-_norm(a, axis=-2), axis=-1)[..., None, :]
+  a = jnp.take_along_axis(a, order, axis=-1)
+  v = jnp.take_along_axis(v, order, axis=-1)
+  # The permutation may have made V improper: flip its last column (and the
+  # matching column of h V) so that det V = +1.
+  det_v = _dot3(_cross3(v[..., 0], v[..., 1]), v[..., 2])
+  flip = jnp.where(det_v < 0, -1.0, 1.0)[..., None]
+  v = jnp.concatenate([v[..., :2], v[..., 2:] * flip[..., None]], axis=-1)
+  a3 = a[..., 2] * flip
+  u1 = _unit(a[..., 0])
+  # Re-orthogonalised against u1 (exact after convergence, robust before).
+  u2 = _unit(a[..., 1] - _dot3(u1, a[..., 1])[..., None] * u1)
+  u3 = _cross3(u1, u2)
+  s = jnp.stack([_dot3(u1, a[..., 0]), _dot3(u2, a[..., 1]), _dot3(u3, a3)],
+                axis=-1)
+  u = jnp.stack([u1, u2, u3], axis=-1)
+  return u, s, v
+
+
 def procrustes_align(pred, target):
   """Similarity transform (rotation, scale, translation) of pred onto target.
 
@@ -79,6 +173,8 @@ def procrustes_align(pred, target):
   SVD of G0^T P0 = U S V^T, R = V U^T with a reflection fixed by negating the
   last column of V and the last singular value, scale = sum(S) |G0| / |P0|,
   t = mean(G) - scale mean(P) R (row vectors), as MotionBERT's `p_mpjpe`.
+  The SVD is `svd_3x3_proper`, which returns the reflection-fixed U, S, V
+  directly.
 
   Args:
     pred: `[..., joints, 3]`.
@@ -102,14 +198,7 @@ def procrustes_align(pred, target):
   pred0 = pred0 / norm_pred
   target0 = target0 / norm_target
   h = jnp.swapaxes(target0, -1, -2) @ pred0
-  u, s, vt = jnp.linalg.svd(h)
-  v = jnp.swapaxes(vt, -1, -2)
-  rotation = v @ jnp.swapaxes(u, -1, -2)
-  # Reflection: flip the sign of the weakest direction.
-  sign = jnp.sign(jnp.linalg.det(rotation))
-  sign = jnp.where(sign == 0, 1.0, sign)
-  v = v.at[..., :, -1].multiply(sign[..., None])
-  s = s.at[..., -1].multiply(sign)
+  u, s, v = svd_3x3_proper(h)
   rotation = v @ jnp.swapaxes(u, -1, -2)
   scale = jnp.sum(s, axis=-1)[..., None, None] * norm_target / norm_pred
   translation = mu_target - scale * (mu_pred @ rotation)

@@ -1,5 +1,9 @@
 """Tests of l2a_jax.metrics against straightforward NumPy references."""
 
+import re
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,6 +87,84 @@ def test_p_mpjpe_handles_reflections_like_the_reference():
 def test_p_mpjpe_of_padding_rows_is_finite():
   zeros = np.zeros((2, 3, 17, 3), np.float32)
   assert np.all(np.isfinite(metrics.p_mpjpe_per_frame(zeros, zeros)))
+
+
+def _hard_3x3_matrices(rng):
+  """Random, ill-conditioned, rank-deficient, repeated-value and mirrored."""
+  random = rng.normal(size=(64, 3, 3))
+  u, _, vt = np.linalg.svd(rng.normal(size=(5, 3, 3)))
+  graded = [u @ np.diag(d) @ vt for d in ((1.0, 1e-2, 1e-4), (1.0, 1.0, 1e-3),
+                                          (1.0, 1.0, 1.0), (1.0, 0.5, 0.0),
+                                          (1.0, 0.0, 0.0))]
+  special = [np.eye(3), np.diag([1.0, 1.0, -1.0]), np.diag([3.0, -2.0, 1.0]),
+             _random_rotation(rng), -_random_rotation(rng),
+             np.diag([1.0, 2.0, 3.0])[[2, 0, 1]]]
+  return np.concatenate([random, np.concatenate(graded), np.stack(special)]
+                        ).astype(np.float32)
+
+
+def test_svd_3x3_proper_is_an_svd_with_rotations_only():
+  rng = np.random.default_rng(7)
+  h = _hard_3x3_matrices(rng)
+  u, s, v = (np.asarray(x, np.float64) for x in metrics.svd_3x3_proper(h))
+  reference = np.linalg.svd(h.astype(np.float64), compute_uv=False)
+  # Magnitudes are the singular values, in decreasing order; the last one
+  # carries the sign of det(h).
+  np.testing.assert_allclose(np.abs(s), reference, atol=2e-6)
+  # (Equal singular values may come in either order within rounding.)
+  assert np.all(s[:, 0] >= s[:, 1] - 1e-6)
+  assert np.all(s[:, 1] >= np.abs(s[:, 2]) - 1e-6)
+  det_h = np.linalg.det(h.astype(np.float64))
+  nonsingular = np.abs(det_h) > 1e-6
+  np.testing.assert_array_equal(np.sign(s[nonsingular, 2]),
+                                np.sign(det_h[nonsingular]))
+  # Rotations, and they reconstruct h.
+  eye = np.broadcast_to(np.eye(3), h.shape)
+  for q in (u, v):
+    np.testing.assert_allclose(np.swapaxes(q, -1, -2) @ q, eye, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(q), 1.0, atol=1e-5)
+  np.testing.assert_allclose(u * s[:, None, :] @ np.swapaxes(v, -1, -2), h,
+                             atol=1e-5)
+
+
+def test_svd_3x3_proper_gives_the_kabsch_rotation_of_lapack():
+  """V U^T and sum(s) equal LAPACK's SVD plus MotionBERT's reflection fix."""
+  rng = np.random.default_rng(8)
+  h = _hard_3x3_matrices(rng)[:64]  # distinct singular values
+  u, s, v = (np.asarray(x, np.float64) for x in metrics.svd_3x3_proper(h))
+  rotation = v @ np.swapaxes(u, -1, -2)
+  for i, matrix in enumerate(h.astype(np.float64)):
+    lu, ls, lvt = np.linalg.svd(matrix)
+    lv = lvt.T
+    if np.linalg.det(lv @ lu.T) < 0:
+      lv[:, -1] *= -1
+      ls[-1] *= -1
+    np.testing.assert_allclose(rotation[i], lv @ lu.T, atol=1e-4)
+    np.testing.assert_allclose(s[i].sum(), ls.sum(), atol=1e-5)
+
+
+def test_svd_3x3_proper_of_a_zero_matrix_is_finite():
+  u, s, v = metrics.svd_3x3_proper(np.zeros((2, 3, 3), np.float32))
+  for x in (u, s, v):
+    assert np.all(np.isfinite(np.asarray(x)))
+  np.testing.assert_array_equal(np.asarray(s), 0.0)
+
+
+def test_evaluation_errors_compile_without_custom_calls():
+  """No LAPACK kernel in the evaluation's metrics.
+
+  XLA CPU runs batched LAPACK custom calls (the SVD of `jnp.linalg.svd`) on
+  its intra-op thread pool; with several CPU devices each blocked in one,
+  the pool deadlocked the evaluation (docs/scaling.md). The metrics must
+  stay plain XLA operations.
+  """
+  shape = (4, 27, 17, 3)
+  hlo = jax.jit(metrics.eval_errors).lower(
+      jax.ShapeDtypeStruct(shape, jnp.float32),
+      jax.ShapeDtypeStruct(shape, jnp.float32)).compile().as_text()
+  assert ' custom-call(' not in hlo, re.findall(
+      r'custom_call_target="[^"]+"', hlo)
+  assert 'fusion' in hlo  # the text is the compiled HLO
 
 
 def test_n_mpjpe_ignores_the_scale_of_the_prediction():

@@ -83,15 +83,6 @@ def _dot3(a, b):
   return jnp.sum(a * b, axis=-1)
 
 
-def _cross3(a, b):
-  """Cross product of `[..., 3]` vectors."""
-  return jnp.stack([
-      a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-      a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
-  ], axis=-1)
-
-
 def _unit(x):
   """`x / |x|` on `[..., 3]`; the zero vector stays zero (padding frames)."""
   return x / jnp.maximum(_norm(x), _EPS)[..., None]
@@ -152,14 +143,14 @@ def svd_3x3_proper(h):
   v = jnp.take_along_axis(v, order, axis=-1)
   # The permutation may have made V improper: flip its last column (and the
   # matching column of h V) so that det V = +1.
-  det_v = _dot3(_cross3(v[..., 0], v[..., 1]), v[..., 2])
+  det_v = _dot3(jnp.cross(v[..., 0], v[..., 1]), v[..., 2])
   flip = jnp.where(det_v < 0, -1.0, 1.0)[..., None]
-  v = jnp.concatenate([v[..., :2], v[..., 2:] * flip[..., None]], axis=-1)
+  v = v.at[..., 2].multiply(flip)
   a3 = a[..., 2] * flip
   u1 = _unit(a[..., 0])
   # Re-orthogonalised against u1 (exact after convergence, robust before).
   u2 = _unit(a[..., 1] - _dot3(u1, a[..., 1])[..., None] * u1)
-  u3 = _cross3(u1, u2)
+  u3 = jnp.cross(u1, u2)
   s = jnp.stack([_dot3(u1, a[..., 0]), _dot3(u2, a[..., 1]), _dot3(u3, a3)],
                 axis=-1)
   u = jnp.stack([u1, u2, u3], axis=-1)

@@ -312,6 +312,55 @@ def test_views_agree():
   assert_close(got, stacked_sum)
 
 
+@pytest.mark.parametrize('weights_shape', [
+    (5, BATCH, TOKENS, 1),  # One weight per (slot, token): L2A's 'token'.
+    (5, 1, 1, 1),  # One weight per slot: 'static'.
+    (5, BATCH, 1, 1),  # One weight per (slot, sample): 'sample'.
+])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_weighted_slot_sum_matches_the_reduction(weights_shape, dtype):
+  """Value and both gradients equal autodiff of jnp.sum(w * b, axis=0)."""
+  keys = jax.random.split(jax.random.key(7), 3)
+  weights = jax.random.normal(keys[0], weights_shape)
+  buffer = jax.random.normal(keys[1], (5, BATCH, TOKENS, WIDTH)).astype(dtype)
+  cotangent = jax.random.normal(keys[2], (BATCH, TOKENS, WIDTH))
+
+  def reference(w, b):
+    return jnp.sum(w * b.astype(jnp.float32), axis=0)
+
+  got, got_vjp = jax.vjp(history_stack.weighted_slot_sum, weights, buffer)
+  want, want_vjp = jax.vjp(reference, weights, buffer)
+  assert got.dtype == jnp.float32 and got.shape == want.shape
+  assert_close(got, want)
+  for g, w in zip(got_vjp(cotangent), want_vjp(cotangent)):
+    assert g.dtype == w.dtype and g.shape == w.shape
+    assert_close(g.astype(jnp.float32), w.astype(jnp.float32),
+                 rtol=1e-5 if dtype == jnp.float32 else 1e-2)
+
+
+def test_weighted_slot_sum_keeps_float64():
+  """A float64 buffer is summed in float64 (not rounded to float32)."""
+  with jax.enable_x64(True):
+    weights = jnp.full((3, 1), 1.0, jnp.float64)
+    buffer = jnp.array([[1.0], [1e-12], [0.0]], jnp.float64)
+    total = history_stack.weighted_slot_sum(weights, buffer)
+    assert total.dtype == jnp.float64
+    assert float(total[0]) - 1.0 == pytest.approx(1e-12, rel=1e-3)
+
+
+def test_weighted_slot_sum_compiles_without_a_reduction():
+  """The forward pass is elementwise: no reduce over the slot axis.
+
+  XLA CPU ran `jnp.sum(weights * buffer, axis=0)` as a library reduction
+  about 14x slower than the unrolled elementwise sum (docs/benchmarks.md).
+  """
+  weights = jnp.ones((5, BATCH, TOKENS, 1))
+  buffer = jnp.ones((5, BATCH, TOKENS, WIDTH))
+  hlo = jax.jit(history_stack.weighted_slot_sum).lower(
+      weights, buffer).compile().as_text()
+  assert ' reduce(' not in hlo, hlo
+
+
 def test_custom_gradient_accumulates_buffer_cotangents_in_float32():
   # Every layer l writes slot l = p * slot 0, p = 2^-10, in bfloat16. The
   # cotangent of slot 0 is 1 (its own) + 16 * 2^-10 = 1.015625, exactly

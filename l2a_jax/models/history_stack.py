@@ -269,6 +269,58 @@ def scan_carry(step_fn: Callable[[Any, Any, Any, jax.Array, Any], Any],
   return final
 
 
+def _sum_to_shape(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Sums x over the axes that broadcasting `shape` to x.shape expanded."""
+  lead = x.ndim - len(shape)
+  axes = tuple(range(lead)) + tuple(
+      lead + i for i, size in enumerate(shape)
+      if size == 1 and x.shape[lead + i] != 1)
+  return jnp.sum(x, axis=axes, keepdims=True).reshape(shape)
+
+
+@jax.custom_vjp
+def weighted_slot_sum(weights: jax.Array, buffer: jax.Array) -> jax.Array:
+  """sum_s weights[s] * buffer[s], in float32 (float64 for float64 input).
+
+  The forward pass is an unrolled sum of per-slot products: one elementwise
+  fusion. `jnp.sum(weights * buffer, axis=0)` computes the same, but XLA CPU
+  lowers that reduction over the outermost axis to a library (YNNPACK)
+  fusion that took 8 ms per call in the L2A CPU training step, 11 % of the
+  step (docs/benchmarks.md, tuning log). The backward pass is written out
+  in autodiff's broadcast form of the reduction: the unrolled sum's own
+  transpose would pad every slot's cotangent to the whole buffer, which made
+  the history stack's temporary memory superlinear in depth.
+
+  Args:
+    weights: [num_slots, ...], broadcastable against `buffer`.
+    buffer: [num_slots, ...], any float dtype.
+
+  Returns:
+    One slot's broadcast shape, dtype promote(buffer.dtype, float32).
+  """
+  dtype = jnp.promote_types(buffer.dtype, jnp.float32)
+  total = weights[0] * buffer[0].astype(dtype)
+  for slot in range(1, buffer.shape[0]):
+    total = total + weights[slot] * buffer[slot].astype(dtype)
+  return total
+
+
+def _weighted_slot_sum_fwd(weights, buffer):
+  return weighted_slot_sum(weights, buffer), (weights, buffer)
+
+
+def _weighted_slot_sum_bwd(residuals, cotangent):
+  weights, buffer = residuals
+  wide = buffer.astype(cotangent.dtype)
+  weights_grad = _sum_to_shape(cotangent[None] * wide, weights.shape)
+  buffer_grad = _sum_to_shape(weights * cotangent[None], buffer.shape)
+  return (weights_grad.astype(weights.dtype),
+          buffer_grad.astype(buffer.dtype))
+
+
+weighted_slot_sum.defvjp(_weighted_slot_sum_fwd, _weighted_slot_sum_bwd)
+
+
 @jax.tree_util.register_pytree_node_class
 class StackedSlots:
   """The history as fixed-size buffers plus a mask of readable slots.
@@ -317,7 +369,7 @@ class StackedSlots:
     Returns:
       float32 array of one slot's (broadcast) shape.
     """
-    return jnp.sum(weights * self.buffers[name].astype(jnp.float32), axis=0)
+    return weighted_slot_sum(weights, self.buffers[name])
 
   def slot(self, name: str, index: jax.Array | int) -> jax.Array:
     """buffers[name][index] (index may be traced)."""

@@ -103,6 +103,24 @@ def test_mlp_uses_exact_gelu():
   assert np.abs(tanh_approx - exact).max() > 1e-4  # the test can tell them
 
 
+def test_gelu_is_the_erf_formula_in_the_input_dtype():
+  """layers.gelu = x Phi(x): float64 reference, jax's erfc form, gradient."""
+  x = np.linspace(-8, 8, 4001).astype(np.float32)
+  exact = 0.5 * x.astype(np.float64) * (
+      1 + special.erf(x.astype(np.float64) / math.sqrt(2)))
+  got = np.asarray(layers.gelu(jnp.asarray(x)))
+  np.testing.assert_allclose(got, exact, rtol=1e-6, atol=2e-6)
+  np.testing.assert_allclose(
+      got, jax.nn.gelu(jnp.asarray(x), approximate=False), rtol=1e-6,
+      atol=2e-6)
+  slope = np.asarray(jax.vmap(jax.grad(layers.gelu))(jnp.asarray(x)))
+  phi = np.exp(-0.5 * x.astype(np.float64)**2) / math.sqrt(2 * math.pi)
+  np.testing.assert_allclose(slope, (exact / np.where(x == 0, 1, x)) *
+                             (x != 0) + 0.5 * (x == 0) + x * phi,
+                             rtol=1e-5, atol=2e-6)
+  assert layers.gelu(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
 def _reference_attention(x, layer, mode):
   """NumPy multi-head attention with the head-major qkv layout."""
   b, t, j, c = x.shape

@@ -218,5 +218,5 @@ class LPA(nnx.Module):
     if mode in ('proj', 'pool'):
       k = self.proj(k)
     elif mode == 'bottleneck':
-      k = self.fc2(jax.nn.gelu(self.fc1(k), approximate=False))
+      k = self.fc2(layers.gelu(self.fc1(k)))
     return k

@@ -49,6 +49,14 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   model.attention_impl = 'auto'
   # Scan the 16 layer pairs over stacked parameters (False: unrolled loop).
   model.scan_layers = True
+  # Layer pairs per scan iteration: 1 = one compiled pair for any depth;
+  # k > 1 unrolls k pairs per iteration (depth: all), so XLA slices the
+  # stacked weights and the saved activations statically instead of
+  # copying them in and out of [depth, ...] stacks. Compile time grows
+  # with k. On the 2-core CPU the depth-4 training step ran about 10 %
+  # faster fully unrolled (docs/benchmarks.md, tuning log); unmeasured on
+  # GPUs.
+  model.scan_unroll = 1
   # Rematerialisation per layer pair: 'none' | 'block' (keep only each
   # pair's inputs, recompute the pair in the backward pass) | a policy of
   # `jax.checkpoint_policies` taking no arguments, e.g.

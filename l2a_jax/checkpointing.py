@@ -78,7 +78,8 @@ ITEMS = 'items'
 # Model config fields that change how the model runs, not what it computes:
 # a checkpoint may be resumed, evaluated or used for prediction with other
 # values than it was made with.
-EXECUTION_ONLY_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat',
+EXECUTION_ONLY_FIELDS = ('dtype', 'param_dtype', 'scan_layers',
+                         'scan_unroll', 'remat',
                          'recompute_attention', 'attention_impl',
                          'history_vjp', 'drop_path')
 # Longest cause quoted from a library error in a one-line message.

@@ -7,11 +7,14 @@ at init they are 1e-5, 0 or 0.5 and would hide mistakes in the layer
 stacking or the streams.
 """
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from l2a_jax import models
 import tcpformer_testing as tt  # pylint: disable=g-bad-import-order
 
 # Many small programs, each run once: compile them cheaply.
@@ -37,25 +40,52 @@ def test_randomised_parameters_are_informative(scanned_reference):
   assert np.abs(model.pos_embed[...]).mean() > 0.1
 
 
-@pytest.mark.parametrize('scan_layers,remat', [
+@pytest.mark.parametrize('scan_layers,remat,scan_unroll', [
     # The unrolled reference; it runs with a named remat policy too, which
     # changes no value, so a mismatch flags either the loop or the policy.
-    (False, 'dots_with_no_batch_dims_saveable'),
-    (True, 'block'),
+    (False, 'dots_with_no_batch_dims_saveable', 1),
+    (True, 'block', 1),
+    # Both pairs in one scan iteration (statically sliced parameters).
+    (True, 'none', tt.DEPTH),
 ])
-def test_matches_scanned_reference(scanned_reference, scan_layers, remat):
+def test_matches_scanned_reference(scanned_reference, scan_layers, remat,
+                                   scan_unroll):
   model, value, out, grads = scanned_reference
   x, w = tt.inputs()
   model.scan_layers, model.remat = scan_layers, remat
+  model.scan_unroll = scan_unroll
   try:
     value_2, out_2, grads_2 = tt.value_and_grad(model, x, w)
   finally:
-    model.scan_layers, model.remat = True, 'none'
+    model.scan_layers, model.remat, model.scan_unroll = True, 'none', 1
   # The outputs are O(1) and depend on the input (not constant).
   assert float(jnp.std(out)) > 0.1
   np.testing.assert_allclose(out_2, out, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(value_2, value, rtol=1e-5, atol=1e-5)
   tt.assert_trees_close(grads_2, grads, rtol=1e-5, atol=1e-5)
+
+
+def test_scan_unroll_unrolls_the_loop_and_is_validated():
+  """scan_unroll = depth leaves no while loop; non-ints are refused."""
+  model = tt.tiny_model(seed=0)
+  x, _ = tt.inputs()
+
+  def hlo(unroll):
+    model.scan_unroll = unroll
+    graph, state = nnx.split(model)
+    return jax.jit(lambda s, x: nnx.merge(graph, s)(x)).lower(
+        state, x).as_text()
+
+  try:
+    assert 'while' in hlo(1)
+    assert 'while' not in hlo(tt.DEPTH)
+  finally:
+    model.scan_unroll = 1
+  for bad in (0, 2.0, True, '2'):
+    fields = tt.tiny_config().to_dict()
+    fields['scan_unroll'] = bad
+    with pytest.raises(ValueError, match='model.scan_unroll'):
+      models.create_model(ml_collections.ConfigDict(fields), nnx.Rngs(0))
 
 
 def test_every_layer_gets_gradients(scanned_reference):

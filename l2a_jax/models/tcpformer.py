@@ -459,8 +459,8 @@ class TCPFormer(nnx.Module):
     Args:
       model_config: fields depth, dim, num_heads, mlp_ratio, dim_rep,
         num_frames, num_joints, dim_in, dim_out, dtype, param_dtype,
-        scan_layers, remat, recompute_attention, attention_impl (absent
-        = 'auto'), drop_path, layer_scale_init.
+        scan_layers, scan_unroll (absent = 1), remat, recompute_attention,
+        attention_impl (absent = 'auto'), drop_path, layer_scale_init.
       rngs: NNX RNG streams; `params` initialises the weights.
     """
     cfg = model_config
@@ -475,6 +475,11 @@ class TCPFormer(nnx.Module):
     self.dim_in = cfg.dim_in
     self.dtype = dtype
     self.scan_layers = bool(cfg.scan_layers)
+    self.scan_unroll = cfg.get('scan_unroll', 1)
+    if (isinstance(self.scan_unroll, bool) or
+        not isinstance(self.scan_unroll, int) or self.scan_unroll < 1):
+      raise ValueError('model.scan_unroll: expected an int >= 1, got '
+                       f'{self.scan_unroll!r}')
     self.remat = cfg.remat
     self.drop_path = float(cfg.drop_path)
     dim, joints = cfg.dim, cfg.num_joints
@@ -532,7 +537,10 @@ class TCPFormer(nnx.Module):
     stacked = (layer_state, temporal_state, layer_keys)
     if self.scan_layers:
       step = layers.remat_wrapper(self.remat, prevent_cse=False)(pair)
-      (x, proxy), _ = jax.lax.scan(step, (x, proxy), stacked)
+      # unroll > 1: that many pairs per loop iteration (XLA slices the
+      # stacked parameters and saved values statically within it).
+      (x, proxy), _ = jax.lax.scan(step, (x, proxy), stacked,
+                                   unroll=min(self.scan_unroll, self.depth))
     else:
       step = layers.remat_wrapper(self.remat)(pair)
       for i in range(self.depth):

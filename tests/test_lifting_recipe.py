@@ -13,12 +13,14 @@ import pathlib
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from l2a_jax import config_files
 from l2a_jax import evaluate
 from l2a_jax import models
+from l2a_jax import optim
 from l2a_jax.data import input_pipeline
 from l2a_jax.data import records
 from l2a_jax.inference import normalization
@@ -293,6 +295,26 @@ def test_batch_scaling_runs_differ_only_in_batch_and_recipe():
                        ('epoch=3', r"unknown arguments \['epoch'\]")):
     with pytest.raises(ValueError, match=message):
       load(arg)
+
+
+def test_large_batch_recipe_is_the_measured_one():
+  """configs/large_batch.py at batch 512 is the best run of docs/scaling.md's
+  sweep (LAMB, 2e-3 x 512 / 16 = 6.4e-2, one warm-up epoch), and the rate
+  follows the square-root rule from there."""
+  large = config_files.load_sibling(str(_CONFIGS / 'x.py'), 'large_batch')
+  peak = lambda arg: optim.scaled_learning_rate(  # pylint: disable=g-long-lambda
+      large.get_config(arg).optim, large.get_config(arg).data.batch_size)
+  swept = ml_collections.ConfigDict(dict(
+      learning_rate=2e-3, lr_scaling='linear', lr_base_batch=16))
+  assert peak('batch=512,data=synthetic') == optim.scaled_learning_rate(
+      swept, 512)
+  assert peak('batch=1024') == pytest.approx(6.4e-2 * 2**0.5, rel=1e-12)
+  assert peak('batch=4096') == pytest.approx(6.4e-2 * 8**0.5, rel=1e-12)
+  config = large.get_config('batch=512,data=synthetic')
+  assert (config.optim.optimizer, config.optim.warmup_epochs,
+          config.optim.schedule) == ('lamb', 1.0, 'cosine')
+  # With 12 steps per epoch (6,144 synthetic clips), one warm-up epoch.
+  assert optim.warmup_steps(config.optim, 12) == 12
 
 
 def test_short_recipes_use_the_lifting_switches():

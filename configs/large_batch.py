@@ -26,8 +26,8 @@ is `l2a_h36m.py` (which documents every field). The recipe
 Measured (docs/scaling.md): at 10 epochs on the synthetic data, batch 512
 with this recipe reaches 39.4 mm MPJPE, below the linear lifter (45.3 mm)
 but not batch 16 with the lineage recipe (24.8 mm; 32x more updates). The
-rate was tuned at 512 on a 10-epoch run (120 updates); twice it diverged
-there. For other batches and long runs the square-root rule is the LAMB
+rate was tuned at 512 on a 10-epoch run (120 updates); twice that rate
+diverged there. For other batches and long runs the square-root rule is the LAMB
 paper's, not measured here: lower `optim.learning_rate` first if the loss
 rises after the warm-up.
 """

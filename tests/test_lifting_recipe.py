@@ -302,15 +302,18 @@ def test_large_batch_recipe_is_the_measured_one():
   sweep (LAMB, 2e-3 x 512 / 16 = 6.4e-2, one warm-up epoch), and the rate
   follows the square-root rule from there."""
   large = config_files.load_sibling(str(_CONFIGS / 'x.py'), 'large_batch')
-  peak = lambda arg: optim.scaled_learning_rate(  # pylint: disable=g-long-lambda
-      large.get_config(arg).optim, large.get_config(arg).data.batch_size)
+
+  def peak(config):
+    return optim.scaled_learning_rate(config.optim, config.data.batch_size)
+
+  config = large.get_config('batch=512,data=synthetic')
   swept = ml_collections.ConfigDict(dict(
       learning_rate=2e-3, lr_scaling='linear', lr_base_batch=16))
-  assert peak('batch=512,data=synthetic') == optim.scaled_learning_rate(
-      swept, 512)
-  assert peak('batch=1024') == pytest.approx(6.4e-2 * 2**0.5, rel=1e-12)
-  assert peak('batch=4096') == pytest.approx(6.4e-2 * 8**0.5, rel=1e-12)
-  config = large.get_config('batch=512,data=synthetic')
+  assert peak(config) == optim.scaled_learning_rate(swept, 512)
+  assert peak(large.get_config('batch=1024')) == pytest.approx(
+      6.4e-2 * 2**0.5, rel=1e-12)
+  assert peak(large.get_config('batch=4096')) == pytest.approx(
+      6.4e-2 * 8**0.5, rel=1e-12)
   assert (config.optim.optimizer, config.optim.warmup_epochs,
           config.optim.schedule) == ('lamb', 1.0, 'cosine')
   # With 12 steps per epoch (6,144 synthetic clips), one warm-up epoch.

@@ -272,6 +272,39 @@ def test_flags_load_several_configs_with_overrides():
   assert options['depths'] == [2, 4]
 
 
+def test_a_run_stopped_part_way_keeps_its_finished_rows(tmp_path,
+                                                       monkeypatch):
+  out = tmp_path / 'r.json'
+  calls = []
+
+  def fake_worker(spec, timeout):
+    del timeout
+    calls.append((spec['framework'], spec['dtype']))
+    if len(calls) == 3:
+      raise KeyboardInterrupt  # The run is stopped in its third measurement.
+    return {'step_ms_median': 10.0 * len(calls),
+            'samples_per_s': 100.0 / len(calls),
+            'device': {'platform': 'cpu', 'device_kind': 'cpu'}}
+
+  monkeypatch.setattr(benchmark, 'run_worker', fake_worker)
+  try:
+    benchmark.FLAGS([
+        'benchmark', '--config', f'{CONFIGS}/tiny.py', '--frameworks',
+        'jax,torch', '--dtype', 'float32,bfloat16', '--json', str(out)])
+    options = benchmark.parse_flags()
+    with pytest.raises(KeyboardInterrupt):
+      benchmark.run(options)
+  finally:
+    benchmark.FLAGS.unparse_flags()
+  assert not out.exists()
+  partial = json.loads((tmp_path / 'r.partial.json').read_text())
+  rows = partial['results']
+  assert [(r['framework'], r['dtype'], r['step_ms_median']) for r in rows] == [
+      ('jax', 'float32', 10.0), ('torch', 'float32', 20.0)]
+  assert rows[0]['jax_speedup'] == {'torch': 2.0}
+  assert partial['config']['dtypes'] == ['float32', 'bfloat16']
+
+
 @pytest.fixture(scope='module')
 def cli_run(tmp_path_factory):
   """One real CLI run on the tiny config: JAX and eager PyTorch, training."""
@@ -291,6 +324,7 @@ def cli_run(tmp_path_factory):
 def test_cli_json_has_the_issue_schema(cli_run):
   out, document, _ = cli_run
   assert set(document) >= {'device', 'versions', 'config', 'results'}
+  assert sorted(p.name for p in out.glob('*.json')) == ['r.json']  # No partial.
   assert document['versions']['jax'] == jax.__version__
   assert document['config']['batch'] == 2
   results = document['results']

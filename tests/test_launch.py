@@ -1,6 +1,7 @@
 """The launch scripts: --dry_run commands (exit 0, nothing run), usage errors."""
 
 import pathlib
+import shlex
 import subprocess
 
 _LAUNCH = pathlib.Path(__file__).resolve().parent.parent / 'launch'
@@ -80,3 +81,70 @@ def test_batch_scaling_rejects_a_non_numeric_epoch_count(tmp_path):
       'launch/batch_scaling.sh: EPOCHS and LARGE_BATCH must be positive '
       "integers, got 'ten' and '512'"]
   assert not (tmp_path / 'runs').exists()
+
+
+def _lease_commands(out_dir, *options):
+  """{group: benchmark argv} from `gpu_lease.sh --dry_run`, in run order."""
+  result = _run('gpu_lease.sh', '--dry_run', *options, str(out_dir))
+  assert result.returncode == 0, result.stderr
+  commands = {}
+  for line in result.stdout.strip().splitlines():
+    name, _, command = line.partition(': ')
+    words = shlex.split(command)
+    assert words[:3] == ['python3', '-m', 'l2a_jax.benchmark'], line
+    commands[name.split(' (at most ')[0]] = words[3:]
+  return commands
+
+
+def test_gpu_lease_dry_run_lists_valid_benchmark_commands(tmp_path):
+  from l2a_jax.benchmark import cli as benchmark  # pylint: disable=g-import-not-at-top
+  commands = _lease_commands(tmp_path)
+  assert list(commands) == [
+      'tcpformer_train', 'l2a_train', 'tcpformer_b16', 'tcpformer_compile',
+      'l2a_compile', 'tcpformer_attention_xla', 'l2a_attention_xla', 'infer']
+  assert not tmp_path.joinpath('results').exists()  # Nothing was run.
+  tmp_path.joinpath('results').mkdir()  # parse_flags checks --json's folder.
+  measured = {}
+  for name, args in commands.items():
+    argv = benchmark.take_config_overrides(['benchmark', *args])
+    try:
+      benchmark.FLAGS(argv)
+      options = benchmark.parse_flags()  # Configs load, overrides apply.
+      measured[name] = (
+          [(c.model.name, c.model.num_frames, c.model.attention_impl)
+           for _, c in options['configs']],
+          list(benchmark.FLAGS.frameworks), list(benchmark.FLAGS.dtype),
+          benchmark.FLAGS.batch_size, benchmark.FLAGS.json)
+    finally:
+      benchmark.FLAGS.unparse_flags()
+      benchmark.take_config_overrides(['benchmark'])
+  # The issue's GPU rows: full-size T = 243 models, both dtypes, torch eager
+  # and torch.compile, batch 16 at T = 243, cuDNN ('auto') against XLA.
+  assert measured['tcpformer_train'][:4] == (
+      [('tcpformer', 243, 'auto')], ['jax', 'torch'],
+      ['bfloat16', 'float32'], 4)
+  assert measured['l2a_train'][:4] == (
+      [('l2a', 243, 'auto')], ['jax', 'torch'], ['bfloat16', 'float32'], 16)
+  assert measured['tcpformer_b16'][0] == [('tcpformer', 243, 'auto')]
+  assert measured['tcpformer_b16'][3] == 16
+  assert measured['tcpformer_compile'][1] == ['torch_compile']
+  assert measured['l2a_attention_xla'][0] == [('l2a', 243, 'xla')]
+  assert measured['infer'][0] == [('tcpformer', 243, 'auto'),
+                                  ('l2a', 243, 'auto')]
+  assert all(m[4] == str(tmp_path / 'results' / f'{name}.json')
+             for name, m in measured.items())
+
+
+def test_gpu_lease_tiny_shrinks_every_group_and_bad_usage_exits_2(tmp_path):
+  commands = _lease_commands(tmp_path, '--tiny')
+  for args in commands.values():
+    assert '--config.model.depth=2' in args and '--steps' in args
+    assert args[args.index('--steps') + 1] == '3'
+    assert all(a.endswith(':frames=27') for i, a in enumerate(args)
+               if i and args[i - 1] == '--config')
+  bad_budget = _run('gpu_lease.sh', str(tmp_path), 'soon')
+  assert bad_budget.returncode == 2
+  assert "BUDGET_S: expected a number of seconds, got 'soon'" in (
+      bad_budget.stderr)
+  assert _run('gpu_lease.sh', '--fast', str(tmp_path)).returncode == 2
+  assert not tmp_path.joinpath('results').exists()

@@ -39,7 +39,11 @@ Options:
                         OMP_WAIT_POLICY of the PyTorch workers: inherit
                         (default: leave the environment alone) | passive
                         (no spin-waiting; for shared CPUs) | active.
-  --json OUT.json       write all results (written atomically).
+  --json OUT.json       write all results (written atomically). While the
+                        run goes on, OUT.partial.json holds the rows
+                        finished so far (rewritten after every
+                        measurement, removed when OUT.json is written), so
+                        a run stopped part-way keeps what it measured.
   --profile_dir DIR     after timing, run --profile_steps (default 3) more
                         steps of each measurement under its framework's
                         profiler: trace in DIR/<measurement>/, the top
@@ -476,6 +480,13 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top,line-too-long
 
   results, depth_rows, devices = [], [], {}
+
+  def save_partial():
+    if FLAGS.json:
+      common.write_json_atomic(
+          partial_json_path(FLAGS.json),
+          build_document(options, results, depth_rows, devices))
+
   for config_spec, config in options['configs']:
     label = describe_model(config.model)
     try:
@@ -512,6 +523,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
             if row.get('profile'):
               print(profiling.format_top_ops(row['profile']),
                     flush=True)
+            save_partial()
     if options['depths']:
       variants = (['scan', 'scan_autodiff', 'unrolled']
                   if 'history_vjp' in config.model else ['scan', 'unrolled'])
@@ -529,17 +541,32 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                     mode='train', dtype=FLAGS.dtype[0],
                     depths=options['depths'], variants=framework_variants)
         result = run_worker(spec, FLAGS.timeout)
-        common = {'model': config.model.name,
-                  'model_label': (f'{config.model.name} T='
-                                  f'{config.model.num_frames} '
-                                  f'C={config.model.dim}'),
-                  'config': config_spec, 'framework': framework,
-                  'batch': FLAGS.batch_size, 'dtype': FLAGS.dtype[0]}
+        row_keys = {'model': config.model.name,
+                    'model_label': (f'{config.model.name} T='
+                                    f'{config.model.num_frames} '
+                                    f'C={config.model.dim}'),
+                    'config': config_spec, 'framework': framework,
+                    'batch': FLAGS.batch_size, 'dtype': FLAGS.dtype[0]}
         if result.get('error'):
-          depth_rows.append({**common, **result})
-          continue
-        devices.setdefault(framework, result['device'])
-        depth_rows.extend({**common, **r} for r in result['rows'])
+          depth_rows.append({**row_keys, **result})
+        else:
+          devices.setdefault(framework, result['device'])
+          depth_rows.extend({**row_keys, **r} for r in result['rows'])
+        save_partial()
+  return build_document(options, results, depth_rows, devices)
+
+
+def partial_json_path(path: str) -> pathlib.Path:
+  """Where `--json OUT.json` keeps the rows of a run still going on."""
+  out = pathlib.Path(path)
+  return out.with_name(f'{out.stem}.partial{out.suffix or ".json"}')
+
+
+def build_document(options: dict[str, Any], results: list[dict[str, Any]],
+                   depth_rows: list[dict[str, Any]],
+                   devices: dict[str, Any]) -> dict[str, Any]:
+  """The JSON document of the rows measured so far."""
+  results = [dict(row) for row in results]
   add_speedups(results)
   accelerator = next(
       (d.get('device_kind') or d.get('name') for d in devices.values()
@@ -589,6 +616,7 @@ def main(argv: Sequence[str]) -> None:
     print(depth_table(document['memory_vs_depth']))
   if FLAGS.json:
     common.write_json_atomic(FLAGS.json, document)
+    partial_json_path(FLAGS.json).unlink(missing_ok=True)
   if FLAGS.plot:
     from l2a_jax.benchmark import plot as plot_lib  # pylint: disable=g-import-not-at-top
     plot_lib.plot([document], FLAGS.plot)

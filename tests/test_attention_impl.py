@@ -63,6 +63,22 @@ def test_implementations_agree(mode, recompute):
                                  atol=1e-6 * max(1.0, scale))
 
 
+def test_xla_attention_runs_where_jax_has_no_softmax_switch(monkeypatch):
+  # jax.softmax_custom_jvp is an upgrade flag: a later JAX may drop it.
+  x = random(0, (2, 9, 17, 32))
+  cotangent = random(1, x.shape)
+  module = layers.Attention(32, 4, 'temporal', impl='xla', rngs=nnx.Rngs(0))
+  want_out, want_grads = outputs_and_grads(module, x, cotangent)
+  monkeypatch.delattr(jax, 'softmax_custom_jvp')
+  module = layers.Attention(32, 4, 'temporal', impl='xla', rngs=nnx.Rngs(0))
+  got_out, got_grads = outputs_and_grads(module, x, cotangent)
+  np.testing.assert_allclose(got_out, want_out, rtol=1e-6, atol=1e-7)
+  for got, want in zip(jax.tree.leaves(got_grads),
+                       jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(got, want, rtol=1e-5,
+                               atol=1e-6 * max(1.0, float(jnp.abs(want).max())))
+
+
 def test_auto_resolves_to_xla_off_gpu():
   assert jax.default_backend() != 'gpu'  # The CI machines are CPU only.
   for dtype in (jnp.float32, jnp.bfloat16):

@@ -13,6 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -405,6 +406,15 @@ def resolve_attention_impl(name: str, dtype: Dtype, head_dim: int) -> str:
   return 'xla'
 
 
+def _output_only_softmax_derivative() -> contextlib.AbstractContextManager:
+  """`jax.softmax_custom_jvp(True)`: `jax.nn.softmax`'s derivative from its
+  output alone. The switch is one of JAX's upgrade flags (the new rule
+  becomes the default, then the flag goes); where a JAX release no longer
+  has it, the new rule is the only one and nothing needs switching."""
+  switch = getattr(jax, 'softmax_custom_jvp', None)
+  return switch(True) if switch is not None else contextlib.nullcontext()
+
+
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
                           scale: float, impl: str) -> jax.Array:
   """softmax(q k^T * scale) v per head, without returning the map.
@@ -436,7 +446,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   if impl not in ('xla', 'cudnn'):
     raise ValueError(f"attention impl: expected 'xla' | 'cudnn' | 'lean', "
                      f'got {impl!r}')
-  with jax.softmax_custom_jvp(True):
+  with _output_only_softmax_derivative():
     return jax.nn.dot_product_attention(q, k, v.astype(q.dtype), scale=scale,
                                         implementation=impl)
 

@@ -8,7 +8,7 @@ for the same number of epochs with
   learning rate 5e-4, x0.99 per epoch, no warm-up, no clipping), at the
   papers' batch 16;
 - `recipe=large_batch`: the scale-out recipe of configs/large_batch.py (LAMB,
-  6.4e-2 x sqrt(batch / 512), 1 warm-up epoch, cosine to 0, clipping at 1.0,
+  6.4e-2 at any batch, 1 warm-up epoch, cosine to 0, clipping at 1.0,
   accumulation from at most 32 rows per device), at a large batch.
 
   export XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu

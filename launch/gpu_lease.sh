@@ -213,9 +213,9 @@ group() {
   pack
 }
 
-group tcpformer_train 200 "${tcp[@]}" --frameworks jax,torch --mode train \
+group tcpformer_train 260 "${tcp[@]}" --frameworks jax,torch --mode train \
   --dtype bfloat16,float32 --batch_size 4
-group l2a_train 170 "${l2a[@]}" --frameworks jax,torch --mode train \
+group l2a_train 200 "${l2a[@]}" --frameworks jax,torch --mode train \
   --dtype bfloat16,float32 --batch_size 16
 group tcpformer_b16 100 "${tcp[@]}" --frameworks jax,torch --mode train \
   --dtype bfloat16 --batch_size 16

@@ -27,7 +27,8 @@ Measured (docs/scaling.md): at 10 epochs on the synthetic data, batch 512
 with this recipe reaches 39.4 mm MPJPE, below the linear lifter (45.3 mm)
 but not batch 16 with the lineage recipe (24.8 mm; 32x more updates); at
 20 epochs batch 512 reaches 31.7 mm and batch 1024 35.7 mm, against 21.5 mm
-for batch 16. The rate was tuned on runs of 120-240 updates; twice it
+for batch 16 (at 10 epochs batch 1024 has 60 updates and ends at 60.2 mm,
+worse than the linear lifter: give a 64x batch enough epochs). The rate was tuned on runs of 120-240 updates; twice it
 diverged at 512, and 1.4x it (the square-root rule at 1024) stalled the
 loss after the warm-up. Batches above 1024 and long runs are not measured
 here: `optim.lr_scaling = 'sqrt'` (the LAMB paper's rule) is the switch to

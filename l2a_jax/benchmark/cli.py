@@ -480,12 +480,13 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top,line-too-long
 
   results, depth_rows, devices = [], [], {}
+  description = run_description(options)
 
   def save_partial():
     if FLAGS.json:
       common.write_json_atomic(
           partial_json_path(FLAGS.json),
-          build_document(options, results, depth_rows, devices))
+          build_document(description, results, depth_rows, devices))
 
   for config_spec, config in options['configs']:
     label = describe_model(config.model)
@@ -553,7 +554,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           devices.setdefault(framework, result['device'])
           depth_rows.extend({**row_keys, **r} for r in result['rows'])
         save_partial()
-  return build_document(options, results, depth_rows, devices)
+  return build_document(description, results, depth_rows, devices)
 
 
 def partial_json_path(path: str) -> pathlib.Path:
@@ -562,20 +563,11 @@ def partial_json_path(path: str) -> pathlib.Path:
   return out.with_name(f'{out.stem}.partial{out.suffix or ".json"}')
 
 
-def build_document(options: dict[str, Any], results: list[dict[str, Any]],
-                   depth_rows: list[dict[str, Any]],
-                   devices: dict[str, Any]) -> dict[str, Any]:
-  """The JSON document of the rows measured so far."""
-  results = [dict(row) for row in results]
-  add_speedups(results)
-  accelerator = next(
-      (d.get('device_kind') or d.get('name') for d in devices.values()
-       if (d.get('platform') or d.get('device')) not in (None, 'cpu')),
-      None)
-  host = hardware.host_description()
+def run_description(options: dict[str, Any]) -> dict[str, Any]:
+  """What does not change during a run: host, versions, the config section
+  (read once; every document of the run shares it)."""
   return {
-      'device': {'name': accelerator or f"cpu: {host['cpu']}",
-                 'host': host, **devices},
+      'host': hardware.host_description(),
       'versions': versions(),
       'config': {
           'configs': [spec for spec, _ in options['configs']],
@@ -597,6 +589,27 @@ def build_document(options: dict[str, Any], results: list[dict[str, Any]],
           'macs_convention': MACS_CONVENTION,
           'mfu_convention': MFU_CONVENTION,
       },
+  }
+
+
+def build_document(description: dict[str, Any],
+                   results: list[dict[str, Any]],
+                   depth_rows: list[dict[str, Any]],
+                   devices: dict[str, Any]) -> dict[str, Any]:
+  """The JSON document of the rows measured so far (`description` from
+  `run_description`)."""
+  results = [dict(row) for row in results]
+  add_speedups(results)
+  accelerator = next(
+      (d.get('device_kind') or d.get('name') for d in devices.values()
+       if (d.get('platform') or d.get('device')) not in (None, 'cpu')),
+      None)
+  host = description['host']
+  return {
+      'device': {'name': accelerator or f"cpu: {host['cpu']}",
+                 'host': host, **devices},
+      'versions': description['versions'],
+      'config': description['config'],
       'results': results,
       'memory_vs_depth': depth_rows,
   }

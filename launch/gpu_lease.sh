@@ -80,53 +80,6 @@ pack() {
   fi
 }
 
-extra=()
-if [[ "$dry_run" != 1 ]]; then
-mkdir -p "$results"
-: >"$summary"
-
-# --- packages -------------------------------------------------------------
-site=/tmp/l2a_site
-pinned=/tmp/l2a_site_pinned
-if compgen -G ".whl/*.whl" >/dev/null; then
-  mkdir -p "$site" "$pinned"
-  general=() pins=()
-  for wheel in .whl/*.whl; do
-    case "$(basename "$wheel")" in
-      flax-*|optax-*|orbax_checkpoint-*) pins+=("$wheel") ;;
-      *) general+=("$wheel") ;;
-    esac
-  done
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target "$site" "${general[@]}" || note "wheel install failed"
-  if ((${#pins[@]})); then
-    python3 -m pip install -q --no-index --no-deps --no-compile \
-      --no-cache-dir --upgrade --target "$pinned" "${pins[@]}" ||
-      note "pinned wheel install failed"
-  fi
-fi
-base_path="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONPATH="$pinned:$base_path"
-
-{
-  date -u
-  command -v nvidia-smi >/dev/null &&
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit \
-      --format=csv
-  python3 - <<'EOF'
-import importlib.metadata as md
-import sys
-print('python', sys.version.split()[0])
-for name in ('jax', 'jaxlib', 'jax-cuda13-plugin', 'jax-cuda12-plugin',
-             'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'torch',
-             'triton', 'numpy', 'nvidia-cudnn-cu13'):
-  try:
-    print(name, md.version(name))
-  except md.PackageNotFoundError:
-    print(name, '-')
-EOF
-} >"$results/env.txt" 2>&1
-
 # --- smoke test -----------------------------------------------------------
 # Tiny models of both kinds: a training gradient in float32 with 'auto'
 # attention and in bfloat16 with cuDNN attention where the backend is a GPU.
@@ -153,21 +106,74 @@ for index, name in enumerate(('l2a', 'tcpformer')):
     print('smoke', name, dtype, impl, float(value), flush=True)
 EOF
 }
-if smoke >"$results/smoke.log" 2>&1; then
-  note "smoke test passed with the carried flax/optax/orbax"
-else
-  export PYTHONPATH="$base_path"
-  if smoke >"$results/smoke_image_packages.log" 2>&1; then
-    note "smoke test failed with the carried flax/optax/orbax" \
-      "(smoke.log), passed with the image's own"
-  else
-    note "smoke test failed with both package sets: see smoke*.log"
-    extra=(--config.model.attention_impl=xla)
+
+# prepare: the packages (wheels, then the PYTHONPATH that works), env.txt,
+# the smoke test and its fallbacks; sets `extra` when cuDNN must be avoided.
+prepare() {
+  mkdir -p "$results"
+  : >"$summary"
+
+  # --- packages -------------------------------------------------------------
+  local site=/tmp/l2a_site pinned=/tmp/l2a_site_pinned base_path wheel
+  local general=() pins=()
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    mkdir -p "$site" "$pinned"
+    for wheel in .whl/*.whl; do
+      case "$(basename "$wheel")" in
+        flax-*|optax-*|orbax_checkpoint-*) pins+=("$wheel") ;;
+        *) general+=("$wheel") ;;
+      esac
+    done
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --upgrade --target "$site" "${general[@]}" || note "wheel install failed"
+    if ((${#pins[@]})); then
+      python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target "$pinned" "${pins[@]}" ||
+        note "pinned wheel install failed"
+    fi
   fi
-fi
-python3 -c 'import flax, optax, orbax.checkpoint as o; print("using flax", flax.__version__, flax.__file__, "optax", optax.__version__)' \
-  >>"$results/env.txt" 2>&1
-pack
+  base_path="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$pinned:$base_path"
+
+  {
+    date -u
+    command -v nvidia-smi >/dev/null &&
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit \
+        --format=csv
+    python3 - <<'EOF'
+import importlib.metadata as md
+import sys
+print('python', sys.version.split()[0])
+for name in ('jax', 'jaxlib', 'jax-cuda13-plugin', 'jax-cuda12-plugin',
+             'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'torch',
+             'triton', 'numpy', 'nvidia-cudnn-cu13'):
+  try:
+    print(name, md.version(name))
+  except md.PackageNotFoundError:
+    print(name, '-')
+EOF
+  } >"$results/env.txt" 2>&1
+
+  if smoke >"$results/smoke.log" 2>&1; then
+    note "smoke test passed with the carried flax/optax/orbax"
+  else
+    export PYTHONPATH="$base_path"
+    if smoke >"$results/smoke_image_packages.log" 2>&1; then
+      note "smoke test failed with the carried flax/optax/orbax" \
+        "(smoke.log), passed with the image's own"
+    else
+      note "smoke test failed with both package sets: see smoke*.log"
+      extra=(--config.model.attention_impl=xla)
+    fi
+  fi
+  python3 -c 'import flax, optax, orbax.checkpoint as o; print("using flax", flax.__version__, flax.__file__, "optax", optax.__version__)' \
+    >>"$results/env.txt" 2>&1
+  pack
+}
+
+extra=()
+if [[ "$dry_run" != 1 ]]; then
+  prepare
 fi
 
 # --- measurements ---------------------------------------------------------

@@ -65,10 +65,14 @@ def _is_noise(record: std_logging.LogRecord) -> bool:
     # thread tracebacks go to the log file only.
     return True
   if (record.name == 'asyncio' and record.levelno >= std_logging.ERROR
-      and f'{os.sep}orbax{os.sep}' in _record_text(record)):
-    # The same failed save seen by asyncio: an Orbax write task whose
-    # exception the save already reported ('Task exception was never
-    # retrieved' with its traceback).
+      and _is_checkpoint_io_error(_record_text(record))):
+    # The same failed save or restore seen by asyncio: an Orbax task or a
+    # TensorStore read/write future whose exception the program already
+    # reported (the save as an `error:` line, the restore as an 'is
+    # unusable' warning), logged again when the orphaned task is collected
+    # ('Task exception was never retrieved' with its traceback). When the
+    # failure is a TensorStore read awaited directly, the traceback has only
+    # asyncio frames; the error text still carries its `tensorstore_spec`.
     return True
   message = record.getMessage()
   read_only = re.match(r'Given directory is read only=(.*)$', message)
@@ -76,6 +80,13 @@ def _is_noise(record: std_logging.LogRecord) -> bool:
     return False
   return any(fragment in pathname and re.search(pattern, message)
              for fragment, pattern in KNOWN_NOISE)
+
+
+def _is_checkpoint_io_error(text: str) -> bool:
+  """Whether a record's text is an Orbax or TensorStore failure."""
+  return (f'{os.sep}orbax{os.sep}' in text
+          or f'{os.sep}tensorstore{os.sep}' in text
+          or 'tensorstore_spec=' in text)
 
 
 def _record_text(record: std_logging.LogRecord) -> str:

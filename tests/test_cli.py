@@ -5,6 +5,8 @@ terminal / complete log file (`l2a_jax.console`) and progress lines
 (`l2a_jax.progress`).
 """
 
+import asyncio
+import gc
 import logging as std_logging
 import os
 import pathlib
@@ -226,6 +228,57 @@ def test_terminal_hides_known_noise_and_file_only_records(default_verbosity):
   assert log_file.filter(noise[1]) and not log_file.filter(noise[-1])
   logging.set_verbosity(logging.DEBUG)  # --verbosity=1: everything.
   assert all(terminal.filter(r) for r in noise + [table])
+
+
+class _FailingRead:
+  """An awaitable that fails like a TensorStore read of a damaged file."""
+
+  def __init__(self, message):
+    self._message = message
+
+  def __await__(self):
+    raise ValueError(self._message)
+    yield  # pylint: disable=unreachable
+
+
+def _never_retrieved_records(message):
+  """What asyncio logs when a failed task over `_FailingRead` is collected."""
+  records = []
+  handler = std_logging.Handler()
+  handler.emit = records.append
+  asyncio_logger = std_logging.getLogger('asyncio')
+  asyncio_logger.addHandler(handler)
+  loop = asyncio.new_event_loop()
+  try:
+    task = asyncio.ensure_future(_FailingRead(message), loop=loop)
+    loop.run_until_complete(asyncio.wait([task]))
+    del task
+    gc.collect()
+  finally:
+    loop.close()
+    asyncio_logger.removeHandler(handler)
+  return [r for r in records if 'never retrieved' in r.getMessage()]
+
+
+def test_orphaned_tensorstore_read_errors_stay_off_the_terminal(
+    default_verbosity):
+  """A damaged checkpoint's read error, re-logged by asyncio when the task
+  holding it is collected, is not a second traceback on the terminal (the
+  restore reported it as one 'is unusable' warning); it stays in the log
+  file, and other never-retrieved task errors are still shown."""
+  del default_verbosity
+  damaged = _never_retrieved_records(
+      'DATA_LOSS: Error reading "head.kernel/.zarray": CRC-32C checksum '
+      "verification failed [tensorstore_spec='{\"driver\":\"zarr\"}']")
+  other = _never_retrieved_records('something else broke')
+  assert len(damaged) == 1 and len(other) == 1
+  # Only asyncio frames and this file: no Orbax path in the traceback.
+  text = console._record_text(damaged[0])  # pylint: disable=protected-access
+  assert 'Traceback' in text and f'{os.sep}orbax{os.sep}' not in text
+  terminal = console._QuietTerminal()  # pylint: disable=protected-access
+  log_file = console._QuietFile()  # pylint: disable=protected-access
+  assert not terminal.filter(damaged[0]) and log_file.filter(damaged[0])
+  assert terminal.filter(other[0])
 
 
 def test_log_file_gets_file_only_records(tmp_path, default_verbosity):

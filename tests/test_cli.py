@@ -241,13 +241,9 @@ class _FailingRead:
     yield  # pylint: disable=unreachable
 
 
-def _never_retrieved_records(message):
-  """What asyncio logs when a failed task over `_FailingRead` is collected."""
-  records = []
-  handler = std_logging.Handler()
-  handler.emit = records.append
-  asyncio_logger = std_logging.getLogger('asyncio')
-  asyncio_logger.addHandler(handler)
+def _orphan_a_failed_read(message):
+  """Lets a task over a failing `_FailingRead` be collected unretrieved:
+  asyncio logs 'Task exception was never retrieved' with its traceback."""
   loop = asyncio.new_event_loop()
   try:
     task = asyncio.ensure_future(_FailingRead(message), loop=loop)
@@ -256,21 +252,24 @@ def _never_retrieved_records(message):
     gc.collect()
   finally:
     loop.close()
-    asyncio_logger.removeHandler(handler)
-  return [r for r in records if 'never retrieved' in r.getMessage()]
 
 
 def test_orphaned_tensorstore_read_errors_stay_off_the_terminal(
-    default_verbosity):
+    default_verbosity, caplog):
   """A damaged checkpoint's read error, re-logged by asyncio when the task
   holding it is collected, is not a second traceback on the terminal (the
   restore reported it as one 'is unusable' warning); it stays in the log
   file, and other never-retrieved task errors are still shown."""
   del default_verbosity
-  damaged = _never_retrieved_records(
-      'DATA_LOSS: Error reading "head.kernel/.zarray": CRC-32C checksum '
-      "verification failed [tensorstore_spec='{\"driver\":\"zarr\"}']")
-  other = _never_retrieved_records('something else broke')
+  with caplog.at_level(std_logging.ERROR, logger='asyncio'):
+    _orphan_a_failed_read(
+        'DATA_LOSS: Error reading "head.kernel/.zarray": CRC-32C checksum '
+        "verification failed [tensorstore_spec='{\"driver\":\"zarr\"}']")
+    _orphan_a_failed_read('something else broke')
+  orphaned = [r for r in caplog.records if r.name == 'asyncio'
+              and 'never retrieved' in r.getMessage()]
+  damaged = [r for r in orphaned if 'DATA_LOSS' in r.getMessage()]
+  other = [r for r in orphaned if 'something else' in r.getMessage()]
   assert len(damaged) == 1 and len(other) == 1
   # Only asyncio frames and this file: no Orbax path in the traceback.
   text = console._record_text(damaged[0])  # pylint: disable=protected-access

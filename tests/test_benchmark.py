@@ -612,7 +612,8 @@ def test_worker_records_failures_and_out_of_memory(tmp_path):
   assert status == 0
   result = json.loads((tmp_path / 'out.json').read_text())
   assert result == {'error': "ValueError: spec kind: expected 'steps' | "
-                             "'memory_vs_depth', got 'bogus'",
+                             "'memory_vs_depth' | 'linear_products', got "
+                             "'bogus'",
                     'out_of_memory': False}
   assert sorted(p.name for p in tmp_path.iterdir()) == ['out.json',
                                                         'spec.json']

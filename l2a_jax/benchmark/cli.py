@@ -49,6 +49,12 @@ Options:
                         profiler: trace in DIR/<measurement>/, the top
                         operations per step in the JSON row ('profile').
   --plot OUT.png        draw samples/s, memory and memory vs depth.
+  --linear_products     instead of whole steps, time every Linear-layer
+                        product shape of each model (forward, input
+                        gradient, weight gradient) alone, --steps calls
+                        each after --warmup (frameworks jax and torch):
+                        how much of a step gap is matrix-product speed
+                        (`l2a_jax.benchmark.linear_products`).
 
 MACs and MFU conventions are in `l2a_jax.benchmark.macs` and
 `l2a_jax.hardware`;
@@ -57,6 +63,7 @@ docs/benchmarks.md explains every column and holds the published numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -74,6 +81,7 @@ import ml_collections
 from l2a_jax import cli
 from l2a_jax.benchmark import common
 from l2a_jax import hardware
+from l2a_jax.benchmark import linear_products
 from l2a_jax.benchmark import profiling
 
 FRAMEWORKS = ('jax', 'torch', 'torch_compile')
@@ -132,6 +140,11 @@ flags.DEFINE_string(
     "framework's profiler, trace in PROFILE_DIR/<measurement>/, top ops in "
     'the JSON row (l2a_jax.benchmark.profiling).')
 flags.DEFINE_integer('profile_steps', 3, 'Steps per profile.')
+flags.DEFINE_bool(
+    'linear_products', False,
+    "Instead of whole steps, time each model's Linear-layer products "
+    '(forward, input gradient, weight gradient) one by one '
+    '(l2a_jax.benchmark.linear_products).')
 
 
 class BenchmarkError(ValueError):
@@ -452,6 +465,17 @@ def parse_flags() -> dict[str, Any]:
   if unknown:
     raise BenchmarkError(f'--depth_variants: expected scan, scan_autodiff or '
                          f'unrolled, got {unknown}')
+  if FLAGS.linear_products:
+    if 'torch_compile' in FLAGS.frameworks:
+      raise BenchmarkError('--linear_products: expected --frameworks jax '
+                           'and/or torch, got torch_compile (the products '
+                           'are single library calls)')
+    if depths or FLAGS.profile_dir or FLAGS.plot:
+      raise BenchmarkError('--linear_products: --depths, --profile_dir and '
+                           '--plot measure whole steps; leave them out')
+    if FLAGS.steps <= 0:
+      raise BenchmarkError(f'--steps: expected a positive integer with '
+                           f'--linear_products, got {FLAGS.steps}')
   if FLAGS.steps < 0 or (FLAGS.steps == 0 and not depths):
     raise BenchmarkError(f'--steps: expected a positive integer (or 0 with '
                          f'--depths), got {FLAGS.steps}')
@@ -479,14 +503,15 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
   jax.config.update('jax_platforms', 'cpu')
   from l2a_jax.benchmark import macs as macs_lib  # pylint: disable=g-import-not-at-top,line-too-long
 
-  results, depth_rows, devices = [], [], {}
+  results, depth_rows, product_rows, devices = [], [], [], {}
   description = run_description(options)
 
   def save_partial():
     if FLAGS.json:
       common.write_json_atomic(
           partial_json_path(FLAGS.json),
-          build_document(description, results, depth_rows, devices))
+          build_document(description, results, depth_rows, devices,
+                         product_rows))
 
   for config_spec, config in options['configs']:
     label = describe_model(config.model)
@@ -500,6 +525,28 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     print(f'{label}: {macs.linear / 1e9:.3f} G linear / '
           f'{macs.full / 1e9:.3f} G full MACs per clip', flush=True)
     spec0 = base_spec(config)
+    if FLAGS.linear_products:
+      products, other_macs = macs_lib.linear_products(config.model,
+                                                      FLAGS.batch_size)
+      for dtype in FLAGS.dtype:
+        for framework in FLAGS.frameworks:
+          spec = dict(spec0, kind='linear_products', framework=framework,
+                      mode='train', dtype=dtype,
+                      products=[dataclasses.asdict(p) for p in products])
+          result = run_worker(spec, FLAGS.timeout)
+          if 'device' in result:
+            devices[framework] = result.pop('device')
+          product_rows.append({
+              'framework': framework, 'dtype': dtype,
+              'batch': FLAGS.batch_size, 'model': config.model.name,
+              'model_label': label, 'config': config_spec,
+              'other_parameter_product_macs': other_macs, **result})
+          print(f'{label} {dtype} {framework} Linear products: '
+                + (f"error: {result['error']}" if result.get('error') else
+                   f"{result['step_ms']:.1f} ms per training step"),
+                flush=True)
+          save_partial()
+      continue
     if FLAGS.steps > 0:
       for mode in FLAGS.mode:
         for dtype in FLAGS.dtype:
@@ -554,7 +601,8 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
           devices.setdefault(framework, result['device'])
           depth_rows.extend({**row_keys, **r} for r in result['rows'])
         save_partial()
-  return build_document(description, results, depth_rows, devices)
+  return build_document(description, results, depth_rows, devices,
+                        product_rows)
 
 
 def partial_json_path(path: str) -> pathlib.Path:
@@ -584,6 +632,7 @@ def run_description(options: dict[str, Any]) -> dict[str, Any]:
           'depth_variants': list(FLAGS.depth_variants),
           'profile_dir': FLAGS.profile_dir,
           'profile_steps': FLAGS.profile_steps if FLAGS.profile_dir else None,
+          'linear_products': FLAGS.linear_products,
           'command': 'python -m l2a_jax.benchmark ' + ' '.join(
               shlex.quote(a) for a in sys.argv[1:]),
           'macs_convention': MACS_CONVENTION,
@@ -595,9 +644,11 @@ def run_description(options: dict[str, Any]) -> dict[str, Any]:
 def build_document(description: dict[str, Any],
                    results: list[dict[str, Any]],
                    depth_rows: list[dict[str, Any]],
-                   devices: dict[str, Any]) -> dict[str, Any]:
+                   devices: dict[str, Any],
+                   product_rows: list[dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
   """The JSON document of the rows measured so far (`description` from
-  `run_description`)."""
+  `run_description`); `linear_products` only for a --linear_products run."""
   results = [dict(row) for row in results]
   add_speedups(results)
   accelerator = next(
@@ -605,7 +656,7 @@ def build_document(description: dict[str, Any],
        if (d.get('platform') or d.get('device')) not in (None, 'cpu')),
       None)
   host = description['host']
-  return {
+  document = {
       'device': {'name': accelerator or f"cpu: {host['cpu']}",
                  'host': host, **devices},
       'versions': description['versions'],
@@ -613,6 +664,9 @@ def build_document(description: dict[str, Any],
       'results': results,
       'memory_vs_depth': depth_rows,
   }
+  if product_rows:
+    document['linear_products'] = product_rows
+  return document
 
 
 def main(argv: Sequence[str]) -> None:
@@ -627,6 +681,8 @@ def main(argv: Sequence[str]) -> None:
     print(markdown_table(document['results']))
   if document['memory_vs_depth']:
     print(depth_table(document['memory_vs_depth']))
+  if document.get('linear_products'):
+    print(linear_products.markdown_table(document['linear_products']))
   if FLAGS.json:
     common.write_json_atomic(FLAGS.json, document)
     partial_json_path(FLAGS.json).unlink(missing_ok=True)
@@ -634,6 +690,7 @@ def main(argv: Sequence[str]) -> None:
     from l2a_jax.benchmark import plot as plot_lib  # pylint: disable=g-import-not-at-top
     plot_lib.plot([document], FLAGS.plot)
   failed = [r for r in document['results'] + document['memory_vs_depth']
+            + document.get('linear_products', [])
             if r.get('error') and not r.get('out_of_memory')]
   if failed:
     sys.exit(f'benchmark: error: {len(failed)} measurement(s) failed, '

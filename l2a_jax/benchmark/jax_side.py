@@ -15,6 +15,7 @@ Called by `l2a_jax.benchmark.worker` in a process of its own.
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from typing import Any, Callable
 
@@ -32,6 +33,7 @@ from l2a_jax import sharding
 from l2a_jax import train
 from l2a_jax.data import skeleton as skeleton_lib
 from l2a_jax.benchmark import common
+from l2a_jax.benchmark import linear_products
 from l2a_jax.benchmark import profiling
 
 # Layer-stack variants of the memory-vs-depth sweep: (scan_layers,
@@ -335,3 +337,67 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
       print(f'memory_vs_depth jax {variant} depth={depth}: temp '
             f"{rows[-1].get('xla_temp_bytes', 0) / 2**20:.1f} MiB", flush=True)
   return {'rows': rows, 'device': device_description()}
+
+
+def repeated_product(dims: Any, repeats: int) -> Callable[..., jax.Array]:
+  """A jitted `fori_loop` computing `lax.dot_general(left, right, dims)`
+  `repeats` times; returns the (last) product, accumulated in float32.
+
+  The operands pass through an optimization barrier in every iteration, so
+  XLA cannot hoist the loop-invariant product out of the loop: each
+  iteration runs the product once (tested on the compiled program).
+  """
+  def product(left, right):
+    return jax.lax.dot_general(left, right, dims,
+                               preferred_element_type=jnp.float32)
+
+  def run(left, right):
+    def body(_, carry):
+      left, right, _ = carry
+      left, right = jax.lax.optimization_barrier((left, right))
+      return left, right, product(left, right)
+
+    out = jax.eval_shape(product, left, right)
+    init = (left, right, jnp.zeros(out.shape, out.dtype))
+    return jax.lax.fori_loop(0, repeats, body, init)[2]
+
+  return jax.jit(run)
+
+
+def measure_linear_products(spec: dict[str, Any]) -> dict[str, Any]:
+  """Times the forward, input-gradient and weight-gradient products of every
+  Linear-layer shape in `spec['products']` (`linear_products` module).
+
+  Each form is a `lax.dot_general` on standard normal inputs in the spec's
+  dtype, accumulated in float32 (as `layers.linear_map`); one timed call is
+  one `repeated_product` loop of `linear_products.PRODUCTS_PER_CALL`
+  products, so the per-product time is what the kernel costs inside a
+  compiled program, without Python dispatch.
+
+  Returns:
+    products (the spec's, each with `<form>_ms` medians per product),
+    step_ms (their per-training-step total) and device.
+  """
+  set_matmul_precision(spec['fp32_matmul'])
+  dtype = jnp.dtype(spec['dtype'])
+  repeats = linear_products.PRODUCTS_PER_CALL
+  products = {form: repeated_product((((left,), (right,)), ((), ())), repeats)
+              for form, (left, right)
+              in linear_products.CONTRACTED_AXES.items()}
+  rng = np.random.default_rng(spec['seed'])
+  measured = []
+  for entry in spec['products']:
+    row = dict(entry)
+    shapes = linear_products.operand_shapes(
+        entry['rows'], entry['in_features'], entry['out_features'])
+    for form in linear_products.FORMS:
+      left, right = (jnp.asarray(rng.standard_normal(s, np.float32), dtype)
+                     for s in shapes[form])
+      timing = common.time_steps(lambda: products[form](left, right),
+                                 jax.block_until_ready, spec['warmup'],
+                                 spec['steps'])
+      row[f'{form}_ms'] = statistics.median(timing['step_ms']) / repeats
+    measured.append(row)
+  return {'products': measured,
+          'step_ms': linear_products.step_total_ms(measured),
+          'device': device_description()}

@@ -104,12 +104,22 @@ def _inner_jaxpr(j):
   return j.jaxpr if isinstance(j, jex_core.ClosedJaxpr) else j
 
 
-def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
+# record(lhs_shape, rhs_shape, dimension_numbers, times): called for every
+# `dot_general` with a parameter operand; `times` = executions per call.
+ProductRecorder = Callable[[tuple[int, ...], tuple[int, ...], Any, int], None]
+
+
+def _count_jaxpr(jaxpr, param_mask: Sequence[bool],
+                 record: ProductRecorder | None = None, times: int = 1):
   """Counts the MACs of one evaluation of `jaxpr`.
 
   Args:
     jaxpr: a `Jaxpr`.
     param_mask: per input variable, whether it is (derived from) a parameter.
+    record: called for every product with a parameter operand (see
+      `ProductRecorder`), or None.
+    times: how often one evaluation runs per call of the outer function
+      (enclosing scan lengths; passed to `record`).
 
   Returns:
     (MacCount, per output variable whether it is parameter-derived).
@@ -130,6 +140,10 @@ def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
       total.full += macs
       if any(in_mask):
         total.linear += macs
+        if record is not None:
+          record(tuple(eqn.invars[0].aval.shape),
+                 tuple(eqn.invars[1].aval.shape),
+                 eqn.params['dimension_numbers'], times)
       continue
     if name == 'conv_general_dilated':
       macs = _conv_macs(eqn)
@@ -143,8 +157,9 @@ def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
       continue
     if name == 'scan':
       body = _inner_jaxpr(eqn.params['jaxpr'])
-      count, _ = _count_jaxpr(body, in_mask)
-      total.add(count, times=int(eqn.params['length']))
+      length = int(eqn.params['length'])
+      count, _ = _count_jaxpr(body, in_mask, record, times * length)
+      total.add(count, times=length)
       continue
     if name == 'cond':
       # Operand 0 is the branch index; the costliest branch is counted.
@@ -152,13 +167,15 @@ def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
       for branch in eqn.params['branches']:
         count, _ = _count_jaxpr(_inner_jaxpr(branch), in_mask[1:])
         if count.full > best.full:
-          best = count
+          best, best_branch = count, branch
+      if record is not None and best.full:
+        _count_jaxpr(_inner_jaxpr(best_branch), in_mask[1:], record, times)
       total.add(best)
       continue
     if name == 'while':
       n_cond = eqn.params['cond_nconsts']
       body = _inner_jaxpr(eqn.params['body_jaxpr'])
-      count, _ = _count_jaxpr(body, in_mask[n_cond:])
+      count, _ = _count_jaxpr(body, in_mask[n_cond:], record, times)
       total.add(count)
       total.unknown_loops += 1
       continue
@@ -172,7 +189,7 @@ def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
     for sub in nested[:1]:
       mask = (in_mask if len(sub.invars) == len(in_mask)
               else [False] * len(sub.invars))
-      count, out_mask = _count_jaxpr(sub, mask)
+      count, out_mask = _count_jaxpr(sub, mask, record, times)
       total.add(count)
       if len(out_mask) == len(eqn.outvars):
         derived.update(v for v, m in zip(eqn.outvars, out_mask) if m)
@@ -180,7 +197,8 @@ def _count_jaxpr(jaxpr, param_mask: Sequence[bool]):
   return total, out_mask
 
 
-def count_macs(fn: Callable[..., Any], params: Any, *args: Any) -> MacCount:
+def count_macs(fn: Callable[..., Any], params: Any, *args: Any,
+               record: ProductRecorder | None = None) -> MacCount:
   """Counts the MACs of `fn(params, *args)` without running it.
 
   Args:
@@ -189,6 +207,8 @@ def count_macs(fn: Callable[..., Any], params: Any, *args: Any) -> MacCount:
       products with one of these (or a cast / slice of one) count as linear.
     *args: the other arguments (arrays or `jax.ShapeDtypeStruct`), e.g. the
       input `[batch, frames, joints, dim_in]`.
+    record: called for every product with a parameter operand (see
+      `ProductRecorder`), or None.
 
   Returns:
     The MACs of one call. Divide by the batch size for a per-sample count.
@@ -197,11 +217,12 @@ def count_macs(fn: Callable[..., Any], params: Any, *args: Any) -> MacCount:
   n_params = len(jax.tree.leaves(params))
   n_other = len(closed.jaxpr.invars) - n_params
   mask = [True] * n_params + [False] * n_other
-  count, _ = _count_jaxpr(closed.jaxpr, mask)
+  count, _ = _count_jaxpr(closed.jaxpr, mask, record)
   return count
 
 
-def count_model_macs(model_config, batch: int = 1) -> MacCount:
+def count_model_macs(model_config, batch: int = 1,
+                     record: ProductRecorder | None = None) -> MacCount:
   """Forward-pass MACs of the model a `config.model` section describes.
 
   The model is built abstractly (`models.abstract_model`, no weights
@@ -210,6 +231,8 @@ def count_model_macs(model_config, batch: int = 1) -> MacCount:
   Args:
     model_config: the `config.model` section (`l2a_jax.models.create_model`).
     batch: clips per call; the count is for the whole batch.
+    record: called for every product with a parameter operand (see
+      `ProductRecorder`), or None.
 
   Returns:
     MACs of one deterministic forward pass on `[batch, num_frames,
@@ -230,4 +253,57 @@ def count_model_macs(model_config, batch: int = 1) -> MacCount:
   def forward(p, r, inputs):
     return nnx.merge(graphdef, p, r)(inputs)
 
-  return count_macs(forward, params, rest, x)
+  return count_macs(forward, params, rest, x, record=record)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearProduct:
+  """One Linear-layer product shape of a model's forward pass.
+
+  Attributes:
+    rows: rows of the input, i.e. its size without the last axis (tokens).
+    in_features: the contracted axis (the kernel's first axis).
+    out_features: the kernel's second axis.
+    count: how many such products one forward pass runs.
+  """
+  rows: int
+  in_features: int
+  out_features: int
+  count: int
+
+
+def linear_products(model_config, batch: int = 1
+                    ) -> tuple[list[LinearProduct], int]:
+  """The Linear-layer products `x [..., in] @ kernel [in, out]` of a model.
+
+  Read from the same traced forward pass as `count_model_macs`.
+
+  Args:
+    model_config: the `config.model` section.
+    batch: clips per forward pass.
+
+  Returns:
+    (products, other_macs): the distinct (rows, in, out) shapes with their
+    number of executions per forward pass, largest MACs first; and the MACs
+    of the parameter products of any other form (e.g. L2A's HPA logits,
+    a product with a learned query vector), which are not listed.
+  """
+  counts: dict[tuple[int, int, int], int] = {}
+  other = [0]
+
+  def record(lhs, rhs, dims, times):
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dims
+    if (len(rhs) == 2 and tuple(rhs_contract) == (0,)
+        and tuple(lhs_contract) == (len(lhs) - 1,)
+        and not lhs_batch and not rhs_batch):
+      key = (math.prod(lhs[:-1]), rhs[0], rhs[1])
+      counts[key] = counts.get(key, 0) + times
+    else:
+      other[0] += dot_general_macs(lhs, rhs, dims) * times
+
+  count_model_macs(model_config, batch, record=record)
+  products = [LinearProduct(rows, k, n, c)
+              for (rows, k, n), c in counts.items()]
+  products.sort(key=lambda p: -p.rows * p.in_features * p.out_features
+                * p.count)
+  return products, other[0]

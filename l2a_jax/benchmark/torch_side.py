@@ -22,6 +22,7 @@ Device agnostic: CUDA when available, else CPU. Called by
 from __future__ import annotations
 
 import contextlib
+import statistics
 from typing import Any
 
 import ml_collections
@@ -30,6 +31,7 @@ from torch.utils import flop_counter
 
 from l2a_jax import torch_reference
 from l2a_jax.benchmark import common
+from l2a_jax.benchmark import linear_products
 from l2a_jax.benchmark import profiling
 
 
@@ -307,3 +309,49 @@ def measure_memory_vs_depth(spec: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(Exception):
       torch.cuda.empty_cache()
   return {'rows': rows, 'device': device_description(device)}
+
+
+def measure_linear_products(spec: dict[str, Any]) -> dict[str, Any]:
+  """Times the forward, input-gradient and weight-gradient products of every
+  Linear-layer shape in `spec['products']`, as autograd runs them: `mm`
+  with a transposed view for the gradients (`linear_products` module). One
+  timed call runs `linear_products.PRODUCTS_PER_CALL` products, as on the
+  JAX side.
+
+  Returns:
+    products (each with `<form>_ms` medians), step_ms (their per-step total)
+    and device.
+  """
+  configure(spec)
+  device, sync = device_and_sync()
+  dtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[
+      spec['dtype']]
+  generator = torch.Generator().manual_seed(spec['seed'])
+  repeats = linear_products.PRODUCTS_PER_CALL
+  measured = []
+  for entry in spec['products']:
+    row = dict(entry)
+    shapes = linear_products.operand_shapes(
+        entry['rows'], entry['in_features'], entry['out_features'])
+    for form in linear_products.FORMS:
+      left, right = (torch.randn(s, generator=generator).to(device, dtype)
+                     for s in shapes[form])
+      # Transposed views where the form contracts a first / last axis.
+      contract_left, contract_right = linear_products.CONTRACTED_AXES[form]
+      if contract_left == 0:
+        left = left.t()
+      if contract_right == 1:
+        right = right.t()
+
+      def step(a=left, b=right):
+        for _ in range(repeats):
+          out = torch.mm(a, b)
+        return out
+
+      with torch.no_grad():
+        timing = common.time_steps(step, sync, spec['warmup'], spec['steps'])
+      row[f'{form}_ms'] = statistics.median(timing['step_ms']) / repeats
+    measured.append(row)
+  return {'products': measured,
+          'step_ms': linear_products.step_total_ms(measured),
+          'device': device_description(device)}

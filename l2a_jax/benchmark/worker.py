@@ -36,11 +36,12 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     from l2a_jax.benchmark import torch_side  # pylint: disable=g-import-not-at-top
     module = torch_side
   measure = {'steps': module.measure_steps,
-             'memory_vs_depth': module.measure_memory_vs_depth}.get(
+             'memory_vs_depth': module.measure_memory_vs_depth,
+             'linear_products': module.measure_linear_products}.get(
                  spec['kind'])
   if measure is None:
-    raise ValueError(f"spec kind: expected 'steps' | 'memory_vs_depth', "
-                     f"got {spec['kind']!r}")
+    raise ValueError(f"spec kind: expected 'steps' | 'memory_vs_depth' | "
+                     f"'linear_products', got {spec['kind']!r}")
   # Other processes on the host distort CPU timings badly (PyTorch's OpenMP
   # threads spin when they lose their core): record the load around the run.
   load_before = os.getloadavg()[0]

@@ -64,7 +64,11 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # fp32 training keeps about 6.3 GiB of activations per 243-frame clip
   # (PyTorch: 8.2 GiB); 'block' keeps about 0.07 GiB and runs every pair's
   # forward pass twice: the way to batch 16 at T = 243 in fp32 on an 80 GB
-  # GPU (docs/benchmarks.md, T = 243 memory table).
+  # GPU (docs/benchmarks.md, T = 243 memory table). On a CPU 'block' is also
+  # faster: the depth-4 training step took 349 against 387 ms on a 2-core
+  # VM (XLA CPU's copies of the saved values in and out of the scan's
+  # [depth, ...] stacks cost more than the recomputation; docs/benchmarks.md,
+  # tuning log). It stays off here because its cost on GPUs is unmeasured.
   model.remat = 'none'
   # Recompute the softmax attention maps in the backward pass instead of
   # keeping them (one more q k^T product and softmax per attention, about 4 %

@@ -15,7 +15,6 @@ Called by `l2a_jax.benchmark.worker` in a process of its own.
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from typing import Any, Callable
 
@@ -385,19 +384,13 @@ def measure_linear_products(spec: dict[str, Any]) -> dict[str, Any]:
               for form, (left, right)
               in linear_products.CONTRACTED_AXES.items()}
   rng = np.random.default_rng(spec['seed'])
-  measured = []
-  for entry in spec['products']:
-    row = dict(entry)
-    shapes = linear_products.operand_shapes(
-        entry['rows'], entry['in_features'], entry['out_features'])
-    for form in linear_products.FORMS:
-      left, right = (jnp.asarray(rng.standard_normal(s, np.float32), dtype)
-                     for s in shapes[form])
-      timing = common.time_steps(lambda: products[form](left, right),
-                                 jax.block_until_ready, spec['warmup'],
-                                 spec['steps'])
-      row[f'{form}_ms'] = statistics.median(timing['step_ms']) / repeats
-    measured.append(row)
-  return {'products': measured,
-          'step_ms': linear_products.step_total_ms(measured),
+
+  def time_form(form, left_shape, right_shape):
+    left, right = (jnp.asarray(rng.standard_normal(s, np.float32), dtype)
+                   for s in (left_shape, right_shape))
+    return common.time_steps(lambda: products[form](left, right),
+                             jax.block_until_ready, spec['warmup'],
+                             spec['steps'])['step_ms']
+
+  return {**linear_products.measure(spec['products'], time_form),
           'device': device_description()}

@@ -29,7 +29,8 @@ The per-framework measurement is `jax_side.measure_linear_products` /
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import statistics
+from typing import Any, Callable, Sequence
 
 # The three products of one Linear layer in a training step.
 FORMS = ('forward', 'input_grad', 'weight_grad')
@@ -58,6 +59,33 @@ def operand_shapes(rows: int, in_features: int, out_features: int
       'input_grad': ((rows, out_features), (in_features, out_features)),
       'weight_grad': ((rows, in_features), (rows, out_features)),
   }
+
+
+def measure(products: Sequence[dict[str, Any]],
+            time_form: Callable[[str, tuple[int, int], tuple[int, int]],
+                                list[float]]) -> dict[str, Any]:
+  """Times every form of every product with a framework's `time_form`.
+
+  Args:
+    products: the spec's products (`macs.LinearProduct` as dicts).
+    time_form: `time_form(form, left_shape, right_shape)` -> ms of each
+      timed call, one call running the form `PRODUCTS_PER_CALL` times on
+      fresh operands of `operand_shapes`.
+
+  Returns:
+    products (each with `<form>_ms`, the median per product) and step_ms
+    (`step_total_ms` of them).
+  """
+  measured = []
+  for entry in products:
+    row = dict(entry)
+    shapes = operand_shapes(entry['rows'], entry['in_features'],
+                            entry['out_features'])
+    for form in FORMS:
+      call_ms = time_form(form, *shapes[form])
+      row[f'{form}_ms'] = statistics.median(call_ms) / PRODUCTS_PER_CALL
+    measured.append(row)
+  return {'products': measured, 'step_ms': step_total_ms(measured)}
 
 
 def step_total_ms(products: Sequence[dict[str, Any]]) -> float:

@@ -22,7 +22,6 @@ Device agnostic: CUDA when available, else CPU. Called by
 from __future__ import annotations
 
 import contextlib
-import statistics
 from typing import Any
 
 import ml_collections
@@ -328,30 +327,25 @@ def measure_linear_products(spec: dict[str, Any]) -> dict[str, Any]:
       spec['dtype']]
   generator = torch.Generator().manual_seed(spec['seed'])
   repeats = linear_products.PRODUCTS_PER_CALL
-  measured = []
-  for entry in spec['products']:
-    row = dict(entry)
-    shapes = linear_products.operand_shapes(
-        entry['rows'], entry['in_features'], entry['out_features'])
-    for form in linear_products.FORMS:
-      left, right = (torch.randn(s, generator=generator).to(device, dtype)
-                     for s in shapes[form])
-      # Transposed views where the form contracts a first / last axis.
-      contract_left, contract_right = linear_products.CONTRACTED_AXES[form]
-      if contract_left == 0:
-        left = left.t()
-      if contract_right == 1:
-        right = right.t()
 
-      def step(a=left, b=right):
-        for _ in range(repeats):
-          out = torch.mm(a, b)
-        return out
+  def time_form(form, left_shape, right_shape):
+    left, right = (torch.randn(s, generator=generator).to(device, dtype)
+                   for s in (left_shape, right_shape))
+    # Transposed views where the form contracts a first / last axis.
+    contract_left, contract_right = linear_products.CONTRACTED_AXES[form]
+    if contract_left == 0:
+      left = left.t()
+    if contract_right == 1:
+      right = right.t()
 
-      with torch.no_grad():
-        timing = common.time_steps(step, sync, spec['warmup'], spec['steps'])
-      row[f'{form}_ms'] = statistics.median(timing['step_ms']) / repeats
-    measured.append(row)
-  return {'products': measured,
-          'step_ms': linear_products.step_total_ms(measured),
+    def step():
+      for _ in range(repeats):
+        out = torch.mm(left, right)
+      return out
+
+    with torch.no_grad():
+      return common.time_steps(step, sync, spec['warmup'],
+                               spec['steps'])['step_ms']
+
+  return {**linear_products.measure(spec['products'], time_form),
           'device': device_description(device)}

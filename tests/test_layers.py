@@ -33,6 +33,49 @@ def test_linear_torch_default_init_and_math():
                              rtol=1e-5, atol=1e-6)
 
 
+def _dot_generals(jaxpr):
+  """Every dot_general equation of a jaxpr, nested jaxprs included."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      yield eqn
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from _dot_generals(sub)
+
+
+def test_linear_products_are_matrix_products_forward_and_backward():
+  # On [B, T, J, in] every product of the Linear's training step (forward,
+  # input gradient, weight gradient) is a 2-D matrix product with one
+  # contracted axis: a weight gradient contracting B, T and J at once is
+  # rewritten by XLA into a materialised transpose (docs/benchmarks.md).
+  layer = layers.Linear(8, 6, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(layer)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3, 8)),
+                  jnp.float32)
+
+  def loss(params, x):
+    return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)))
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, x).jaxpr
+  products = list(_dot_generals(jaxpr))
+  assert len(products) == 3  # forward, input gradient, weight gradient
+  for eqn in products:
+    (lhs_contract, rhs_contract), (lhs_batch, _) = (
+        eqn.params['dimension_numbers'])
+    assert [v.aval.ndim for v in eqn.invars] == [2, 2], eqn
+    assert len(lhs_contract) == len(rhs_contract) == 1 and not lhs_batch
+  # And the result is still x @ kernel + bias on the last axis, with
+  # autodiff's gradients.
+  kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+  np.testing.assert_allclose(layer(x), np.asarray(x) @ kernel + bias,
+                             rtol=1e-5, atol=1e-6)
+  grads = jax.grad(loss)(params, x)
+  want = jax.grad(lambda k, b: jnp.sum(jnp.sin(
+      jnp.einsum('btjc,cd->btjd', x, k) + b)), argnums=(0, 1))(
+          layer.kernel[...], layer.bias[...])
+  np.testing.assert_allclose(grads['kernel'], want[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grads['bias'], want[1], rtol=1e-5, atol=1e-6)
+
+
 def test_linear_trunc_normal_init():
   layer = layers.Linear(256, 256, init='trunc_normal', use_bias=True,
                         rngs=nnx.Rngs(1))

@@ -105,6 +105,14 @@ def linear_map(x: jax.Array, kernel: jax.Array,
   """x @ kernel (+ bias), accumulated and biased in float32, returned in
   x's dtype (one rounding under bfloat16).
 
+  The product runs on x flattened to rows [prod(...), in] (a bitcast), so
+  that every product of the training step, the weight gradient
+  rows^T @ dy included, is a 2-D matrix product. On the N-D input the
+  weight gradient contracts three or four axes at once, which XLA
+  rewrites into a materialised transpose of dy before the product: on the
+  CPU that copy and its product cost 7-12 % of a training step
+  (docs/benchmarks.md, tuning log).
+
   Args:
     x: [..., in] in the compute dtype.
     kernel: [in, out] in the compute dtype.
@@ -113,10 +121,11 @@ def linear_map(x: jax.Array, kernel: jax.Array,
   Returns:
     [..., out] in x's dtype.
   """
-  y = jnp.dot(x, kernel, preferred_element_type=jnp.float32)
+  rows = x.reshape(-1, x.shape[-1])
+  y = jnp.dot(rows, kernel, preferred_element_type=jnp.float32)
   if bias is not None:
     y = y + bias.astype(jnp.float32)
-  return y.astype(x.dtype)
+  return y.astype(x.dtype).reshape(*x.shape[:-1], kernel.shape[-1])
 
 
 def _layer_norm_forward(x, scale, bias, eps):

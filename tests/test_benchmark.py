@@ -565,6 +565,30 @@ def test_saved_residual_bytes_follow_dtype_and_recomputation():
   assert block < 0.2 * float32
 
 
+def test_residual_bytes_count_each_buffer_once():
+  from l2a_jax.benchmark import jax_side as benchmark_jax  # pylint: disable=g-import-not-at-top
+  x, c = jnp.ones((8, 4)), jnp.ones(32)
+  one = 8 * 4 * 4  # bytes of one [8, 4] float32 residual
+
+  def view_of_a_residual(x, c):
+    y = jnp.sin(x)  # keeps sin(x) (for y * y) and cos(x)
+    return jnp.sum(y * y) + jnp.sum(y.reshape(32) * c)
+
+  def new_buffer(x, c):
+    y = jnp.sin(x)
+    return jnp.sum(y * y) + jnp.sum((y + 1).reshape(32) * c)
+
+  def view_of_an_argument(x, c):
+    return jnp.sum(x.reshape(32) * c)
+
+  # Autodiff keeps y.reshape(32) for the gradient of c as a residual of its
+  # own; it is a view of sin(x), which is kept too: one buffer.
+  assert benchmark_jax.residual_bytes(view_of_a_residual, x, c) == 2 * one
+  assert benchmark_jax.residual_bytes(new_buffer, x, c) == 3 * one
+  # Arguments, and views of them, are the caller's memory.
+  assert benchmark_jax.residual_bytes(view_of_an_argument, x, c) == 0
+
+
 def test_torch_saved_activations_grow_with_depth():
   pytest.importorskip('torch')
   from l2a_jax.benchmark import torch_side as benchmark_torch  # pylint: disable=g-import-not-at-top

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from flax import nnx
 import jax
+import jax.extend
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -160,35 +161,73 @@ def memory_analysis(compiled: Any) -> dict[str, int | None]:
   return result
 
 
-def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
-                         inputs: Any, targets: Any,
-                         weights: dict[str, float]) -> int | None:
-  """Bytes the training loss keeps for its backward pass, per JAX's tracing.
+# Primitives whose output is a view of their input's buffer once compiled
+# (row-major reshapes are bitcasts in XLA): a residual that is such a view
+# of another residual (or of an argument) holds no memory of its own.
+_VIEW_PRIMITIVES = frozenset({'reshape', 'squeeze', 'expand_dims'})
 
-  The sum of the residuals `jax.vjp` of the loss saves, read from the
-  traced program before XLA sees it, without those that are the function's
-  own arguments (parameters, inputs: memory the step holds anyway, as
-  PyTorch's count leaves out parameters): the same on every backend and
-  every dtype policy, and the JAX counterpart of PyTorch's `autograd_saved_bytes`. XLA's
-  `temp` adds gradients and workspaces on top, and on CPU also the float32
-  copies of bfloat16 values (XLA CPU computes bf16 in float32), so this is
-  the number that predicts the bf16 activation memory on a GPU.
 
-  Uses `jax._src.ad_checkpoint.saved_residuals`, the helper behind the
-  public `jax.ad_checkpoint.print_saved_residuals`; returns None if a JAX
-  version moves it. Arguments may be arrays or `jax.ShapeDtypeStruct`s.
+def residual_bytes(fn: Callable[..., Any], *args: Any) -> int:
+  """Bytes of the distinct buffers `jax.vjp(fn, *args)` keeps for backward.
+
+  The residuals are read from the traced program (`jax.make_jaxpr` of the
+  vjp: the outputs after the primal ones are what the backward closure
+  holds), before XLA sees it, so the count is the same on every backend.
+  Left out: residuals that are `fn`'s own arguments (memory the caller
+  holds anyway) and residuals that are only a reshape of another residual
+  or of an argument (`_VIEW_PRIMITIVES`: one buffer, counted once; autodiff
+  keeps `x` and `x.reshape(rows, features)` as two residuals when both an
+  elementwise op and a matrix product on the flattened rows need it).
+  `jax.ad_checkpoint.print_saved_residuals` lists the same residuals
+  without that merge. Residuals stacked by a scan are counted as the scan
+  outputs they are. Arguments may be arrays or `jax.ShapeDtypeStruct`s.
   """
-  try:
-    from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  closed, shapes = jax.make_jaxpr(lambda *a: jax.vjp(fn, *a),
+                                  return_shape=True)(*args)
+  jaxpr = closed.jaxpr
+  num_residuals = len(jax.tree.leaves(shapes[1]))
+  residuals = jaxpr.outvars[len(jaxpr.outvars) - num_residuals:]
+  producer = {var: eqn for eqn in jaxpr.eqns for var in eqn.outvars}
+  arguments = set(jaxpr.invars)
+
+  def buffer_of(var):
+    """The variable whose buffer `var` views (None: a constant literal)."""
+    while not isinstance(var, jax.extend.core.Literal):
+      eqn = producer.get(var)
+      if eqn is None or eqn.primitive.name not in _VIEW_PRIMITIVES:
+        return var
+      var = eqn.invars[0]
     return None
 
-  residuals = saved_residuals(
+  counted = set()
+  total = 0
+  for var in residuals:
+    buffer = buffer_of(var)
+    if buffer is None or buffer in arguments:
+      continue
+    if buffer not in counted:
+      counted.add(buffer)
+      total += var.aval.size * var.aval.dtype.itemsize
+  return int(total)
+
+
+def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,
+                         inputs: Any, targets: Any,
+                         weights: dict[str, float]) -> int:
+  """Bytes the training loss keeps for its backward pass, per JAX's tracing.
+
+  `residual_bytes` of the training loss: activations and the parameter
+  slices they are computed with, not the parameters and inputs themselves
+  (memory the step holds anyway, as PyTorch's count leaves out parameters).
+  The same on every backend and every dtype policy, and the JAX
+  counterpart of PyTorch's `autograd_saved_bytes`. XLA's `temp` adds
+  gradients and workspaces on top, and on CPU also the float32 copies of
+  bfloat16 values (XLA CPU computes bf16 in float32), so this is the number
+  that predicts the bf16 activation memory on a GPU.
+  """
+  return residual_bytes(
       lambda *args: training_loss(graphdef, *args, weights), params, rest,
       inputs, targets)
-  return int(sum(aval.size * aval.dtype.itemsize
-                 for aval, source in residuals
-                 if not source.startswith('from the argument')))
 
 
 def device_description() -> dict[str, Any]:

@@ -110,7 +110,7 @@ def linear_map(x: jax.Array, kernel: jax.Array,
   rows^T @ dy included, is a 2-D matrix product. On the N-D input the
   weight gradient contracts three or four axes at once, which XLA
   rewrites into a materialised transpose of dy before the product: on the
-  CPU that copy and its product cost 7-12 % of a training step
+  CPU the copies cost 7-10 % of a training step
   (docs/benchmarks.md, tuning log).
 
   Args:

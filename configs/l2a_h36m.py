@@ -48,12 +48,13 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # Parameter storage dtype (keep float32; AdamW state follows it).
   model.param_dtype = 'float32'
   # Attention kernel: 'auto' (cuDNN's fused flash attention for bfloat16 /
-  # float16 on an NVIDIA GPU, 'xla' elsewhere) | 'xla' | 'cudnn' (the two
-  # implementations of jax.nn.dot_product_attention; 'cudnn' needs an NVIDIA
-  # GPU and bfloat16 / float16) | 'lean' (the hand-written einsum pipeline
-  # with float32 probabilities). 'xla' and 'lean' keep q, k, v and one
-  # probability map per attention for the backward pass; 'cudnn' keeps no
-  # map (docs/models.md, "Attention").
+  # float16 on an NVIDIA GPU, 'lean' for bfloat16 / float16 elsewhere,
+  # 'xla' in float32) | 'xla' | 'cudnn' (the two implementations of
+  # jax.nn.dot_product_attention; 'cudnn' needs an NVIDIA GPU and bfloat16 /
+  # float16) | 'lean' (the hand-written einsum pipeline with float32
+  # probabilities). For the backward pass 'lean' keeps q, k, v and the
+  # float32 map per attention, 'xla' the same plus, under bfloat16, a bf16
+  # copy of the map; 'cudnn' keeps no map (docs/models.md, "Attention").
   model.attention_impl = 'auto'
   # True: one compiled layer scanned over parameters stacked on a leading
   # layer axis (compile time flat in depth). False: the unrolled Python loop,

@@ -1,7 +1,9 @@
 """`model.attention_impl` and TCPFormer's map-free proxy attention (PAM).
 
 - every implementation runnable here ('xla', 'lean'; 'auto' resolves to
-  'xla' off NVIDIA GPUs) gives the same outputs and gradients;
+  'xla' in float32 and 'lean' in bf16 off NVIDIA GPUs) gives the same
+  outputs and gradients; in bf16 'xla' keeps a second (bf16) copy of each
+  map, 'lean' does not;
 - unknown names fail with one line naming the field, 'cudnn' without an
   NVIDIA GPU fails with one line;
 - 'xla' keeps no more for the backward pass than the hand-written 'lean'
@@ -79,11 +81,34 @@ def test_xla_attention_runs_where_jax_has_no_softmax_switch(monkeypatch):
                                atol=1e-6 * max(1.0, float(jnp.abs(want).max())))
 
 
-def test_auto_resolves_to_xla_off_gpu():
+def test_auto_resolves_to_xla_in_float32_and_lean_in_bf16_off_gpu():
   assert jax.default_backend() != 'gpu'  # The CI machines are CPU only.
-  for dtype in (jnp.float32, jnp.bfloat16):
-    assert layers.resolve_attention_impl('auto', dtype, 16) == 'xla'
+  assert layers.resolve_attention_impl('auto', jnp.float32, 16) == 'xla'
+  for dtype in (jnp.bfloat16, jnp.float16):
+    assert layers.resolve_attention_impl('auto', dtype, 16) == 'lean'
   assert layers.resolve_attention_impl('lean', jnp.bfloat16, 16) == 'lean'
+  assert layers.resolve_attention_impl('xla', jnp.bfloat16, 16) == 'xla'
+
+
+def test_in_bf16_xla_keeps_a_second_copy_of_each_map_and_lean_does_not():
+  # Why 'auto' is 'lean' in low precision off cuDNN: jax's 'xla' attention
+  # keeps the float32 probabilities and their bf16 cast; 'lean' recomputes
+  # the cast. Counted on the traced residuals of one temporal attention.
+  from l2a_jax.benchmark import jax_side  # pylint: disable=g-import-not-at-top
+  x = random(0, (2, 27, 17, 32)).astype(jnp.bfloat16)
+  map_elements = 2 * 17 * 4 * 27 * 27  # [B * J, heads, T, T]
+
+  def kept(impl):
+    module = layers.Attention(32, 4, 'temporal', impl=impl,
+                              dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(module)
+    return jax_side.residual_bytes(
+        lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x).astype(jnp.float32)),
+        params, x)
+
+  # Both keep the float32 map (4 bytes per entry); 'xla' also its bf16 copy.
+  assert kept('lean') >= 4 * map_elements
+  assert kept('xla') - kept('lean') >= 2 * map_elements
 
 
 def test_unknown_impl_is_a_one_line_error():

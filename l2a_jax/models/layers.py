@@ -374,7 +374,8 @@ def apply_attention(probs: jax.Array, v: jax.Array) -> jax.Array:
 
 
 # `model.attention_impl` values. 'auto': cuDNN's fused kernel for bfloat16 /
-# float16 on an NVIDIA GPU, 'xla' elsewhere; 'xla' and 'cudnn' are the
+# float16 on an NVIDIA GPU, 'lean' for bfloat16 / float16 elsewhere, 'xla'
+# for float32; 'xla' and 'cudnn' are the
 # implementations of `jax.nn.dot_product_attention`; 'lean' is the
 # hand-written einsum + float32 softmax pipeline (`attention_probabilities`,
 # `apply_attention`).
@@ -401,18 +402,25 @@ def resolve_attention_impl(name: str, dtype: Dtype, head_dim: int) -> str:
   """The implementation `name` means for this compute dtype and head size.
 
   'auto' becomes 'cudnn' for bfloat16 / float16 on an NVIDIA GPU when the
-  head size suits cuDNN's fused kernel (a multiple of 8, at most 128), and
-  'xla' otherwise; the other names are returned unchanged.
+  head size suits cuDNN's fused kernel (a multiple of 8, at most 128);
+  otherwise 'lean' for bfloat16 / float16 and 'xla' for float32. The same
+  function either way; the reason for 'lean' in low precision is memory:
+  `jax.nn.dot_product_attention(implementation='xla')` keeps the float32
+  probabilities for the softmax derivative *and* their bf16 cast for the
+  value product, 'lean' recomputes the cast (TCPFormer T = 243 bfloat16
+  training keeps 21 % less, docs/benchmarks.md). The other names are
+  returned unchanged.
   """
   check_attention_impl(name)
   if name != 'auto':
     return name
   low_precision = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16),
                                        jnp.dtype(jnp.float16))
-  if low_precision and head_dim % 8 == 0 and head_dim <= 128 and (
-      _on_nvidia_gpu()):
+  if not low_precision:
+    return 'xla'
+  if head_dim % 8 == 0 and head_dim <= 128 and _on_nvidia_gpu():
     return 'cudnn'
-  return 'xla'
+  return 'lean'
 
 
 def _output_only_softmax_derivative() -> contextlib.AbstractContextManager:

@@ -62,7 +62,7 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # pair's inputs, recompute the pair in the backward pass) | a policy of
   # `jax.checkpoint_policies` taking no arguments, e.g.
   # 'dots_with_no_batch_dims_saveable' (layers.REMAT_POLICIES). Without it
-  # fp32 training keeps about 6.3 GiB of activations per 243-frame clip
+  # fp32 training keeps about 6.8 GiB of activations per 243-frame clip
   # (PyTorch: 8.2 GiB); 'block' keeps about 0.07 GiB and runs every pair's
   # forward pass twice: the way to batch 16 at T = 243 in fp32 on an 80 GB
   # GPU (docs/benchmarks.md, T = 243 memory table). On a CPU 'block' is also

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxpr_testing
 import l2a_testing
 import tcpformer_testing
 from l2a_jax import models
@@ -206,21 +207,10 @@ def test_map_free_pam_equals_the_official_formula(impl):
       lambda x, pim_qk, pum_qk: module(x, pim, pim_qk, pum, pum_qk,
                                        weight))(x, pim_qk, pum_qk)
   square_products = [
-      eqn for eqn in _all_eqns(jaxpr.jaxpr)
+      eqn for eqn in jaxpr_testing.all_eqns(jaxpr.jaxpr)
       if eqn.primitive.name == 'dot_general'
       and list(eqn.outvars[0].aval.shape).count(frames) >= 2]
   assert len(square_products) == 1
-
-
-def _all_eqns(jaxpr):
-  """Every equation of a jaxpr, nested ones (jit, checkpoint, ...) too."""
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for value in eqn.params.values():
-      for sub in (value if isinstance(value, (list, tuple)) else [value]):
-        inner = getattr(sub, 'jaxpr', sub)
-        if hasattr(inner, 'eqns'):
-          yield from _all_eqns(inner)
 
 
 def test_checkpoints_do_not_pin_the_attention_implementation():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import special
 
+import jaxpr_testing
 from l2a_jax.models import layers
 
 
@@ -33,15 +34,6 @@ def test_linear_torch_default_init_and_math():
                              rtol=1e-5, atol=1e-6)
 
 
-def _dot_generals(jaxpr):
-  """Every dot_general equation of a jaxpr, nested jaxprs included."""
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'dot_general':
-      yield eqn
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      yield from _dot_generals(sub)
-
-
 def test_linear_products_are_matrix_products_forward_and_backward():
   # On [B, T, J, in] every product of the Linear's training step (forward,
   # input gradient, weight gradient) is a 2-D matrix product with one
@@ -56,7 +48,8 @@ def test_linear_products_are_matrix_products_forward_and_backward():
     return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)))
 
   jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, x).jaxpr
-  products = list(_dot_generals(jaxpr))
+  products = [eqn for eqn in jaxpr_testing.all_eqns(jaxpr)
+              if eqn.primitive.name == 'dot_general']
   assert len(products) == 3  # forward, input gradient, weight gradient
   for eqn in products:
     (lhs_contract, rhs_contract), (lhs_batch, _) = (

@@ -208,7 +208,7 @@ def residual_bytes(fn: Callable[..., Any], *args: Any) -> int:
     if buffer not in counted:
       counted.add(buffer)
       total += var.aval.size * var.aval.dtype.itemsize
-  return int(total)
+  return total
 
 
 def saved_residual_bytes(graphdef: nnx.GraphDef, params: Any, rest: Any,

@@ -58,19 +58,21 @@ def get_model_config(frames: int = 243) -> ml_collections.ConfigDict:
   # faster fully unrolled (docs/benchmarks.md, tuning log); unmeasured on
   # GPUs.
   model.scan_unroll = 1
-  # Rematerialisation per layer pair: 'none' | 'block' (keep only each
-  # pair's inputs, recompute the pair in the backward pass) | a policy of
-  # `jax.checkpoint_policies` taking no arguments, e.g.
-  # 'dots_with_no_batch_dims_saveable' (layers.REMAT_POLICIES). Without it
-  # fp32 training keeps about 6.8 GiB of activations per 243-frame clip
-  # (PyTorch: 8.2 GiB); 'block' keeps about 0.07 GiB and runs every pair's
-  # forward pass twice: the way to batch 16 at T = 243 in fp32 on an 80 GB
-  # GPU (docs/benchmarks.md, T = 243 memory table). On a CPU 'block' is also
-  # faster: the depth-4 training step took 349 against 387 ms on a 2-core
-  # VM (XLA CPU's copies of the saved values in and out of the scan's
-  # [depth, ...] stacks cost more than the recomputation; docs/benchmarks.md,
-  # tuning log). It stays off here because its cost on GPUs is unmeasured.
-  model.remat = 'none'
+  # Rematerialisation per layer pair: 'auto' | 'none' | 'block' (keep only
+  # each pair's inputs, recompute the pair in the backward pass) | a policy
+  # of `jax.checkpoint_policies` taking no arguments, e.g.
+  # 'dots_with_no_batch_dims_saveable' (layers.REMAT_POLICIES). 'auto' is
+  # 'block' on a CPU and 'none' on GPUs and TPUs (layers.resolve_remat):
+  # on XLA CPU the zero-fills, copies and slices of the scan's stacks of
+  # saved values cost more than the recomputation (the depth-4 training
+  # step took 331 ms with 'block' against 384 ms with 'none' on a 2-core
+  # VM, docs/benchmarks.md, CPU results); on GPUs the second forward pass
+  # costs FLOPs and MFU and has not been measured. Without remat fp32
+  # training keeps about 6.8 GiB of activations per 243-frame clip
+  # (PyTorch: 8.2 GiB); 'block' keeps about 0.07 GiB: the way to batch 16
+  # at T = 243 in fp32 on an 80 GB GPU (docs/benchmarks.md, T = 243 memory
+  # table). Checkpoints do not depend on it.
+  model.remat = 'auto'
   # Recompute the softmax attention maps in the backward pass instead of
   # keeping them (one more q k^T product and softmax per attention, about 4 %
   # more training FLOPs). At T = 243 the [heads, T, T] temporal maps are

@@ -313,6 +313,7 @@ def cli_run(tmp_path_factory):
   profiles = tmp_path_factory.mktemp('profiles')
   proc = _run_cli(
       '--config', f'{CONFIGS}/tiny.py', '--config.model.depth=1',
+      '--config.model.remat=auto',
       '--frameworks', 'jax,torch', '--mode', 'train', '--batch_size', '2',
       '--steps', '2', '--warmup', '0', '--json', str(out / 'r.json'),
       '--plot', str(out / 'r.png'), '--profile_dir', str(profiles),
@@ -349,6 +350,10 @@ def test_cli_json_has_the_issue_schema(cli_run):
   assert jax_row['compile_s'] > 0
   assert jax_row['memory']['xla_temp_bytes'] > 0
   assert jax_row['memory']['saved_residual_bytes'] > 0
+  # The row records what ran: 'auto' is 'block' on this CPU.
+  (model_config,) = document['config']['models'].values()
+  assert model_config['remat'] == 'auto'
+  assert jax_row['remat'] == 'block'
   assert torch_row['compile_s'] is None
   assert torch_row['memory']['autograd_saved_bytes'] > 0
   assert jax_row['jax_speedup']['torch'] == pytest.approx(
@@ -544,7 +549,8 @@ def test_saved_residual_bytes_follow_dtype_and_recomputation():
 
   def kept(**changes):
     model = _load_model_config('tcpformer_h36m', 27)
-    model.update(dict(depth=2, dim=32, num_heads=4, dim_rep=32), **changes)
+    model.update(dict(depth=2, dim=32, num_heads=4, dim_rep=32,
+                      remat='none'), **changes)
     graphdef, params, rest = nnx.split(models.abstract_model(model),
                                        nnx.Param, ...)
     clips = jax.ShapeDtypeStruct((2, 27, 17, 3), jax.numpy.float32)
@@ -563,6 +569,8 @@ def test_saved_residual_bytes_follow_dtype_and_recomputation():
   assert recompute < 0.95 * float32
   # remat='block' keeps only each pair's inputs and its parameters.
   assert block < 0.2 * float32
+  # The config's 'auto' is 'block' on this CPU.
+  assert kept(remat='auto') == block
 
 
 def test_residual_bytes_count_each_buffer_once():

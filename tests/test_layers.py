@@ -260,3 +260,20 @@ def test_remat_wrapper():
     np.testing.assert_allclose(jax.grad(wrapped)(w, x), plain, rtol=1e-6)
   with pytest.raises(ValueError, match='model.remat'):
     layers.remat_wrapper('save_everything')
+
+
+def test_resolve_remat_auto_follows_the_backend(monkeypatch):
+  assert jax.default_backend() == 'cpu'
+  assert layers.resolve_remat('auto') == 'block'
+  fn = lambda x: jnp.sum(jnp.sin(x))  # pylint: disable=unnecessary-lambda-assignment
+  # On the CPU 'auto' wraps (as 'block'); the identity is 'none' only.
+  assert layers.remat_wrapper('auto')(fn) is not fn
+  for name in ('none', 'block', 'dots_saveable'):
+    assert layers.resolve_remat(name) == name
+  for backend in ('gpu', 'tpu'):
+    monkeypatch.setattr(jax, 'default_backend', lambda b=backend: b)
+    assert layers.resolve_remat('auto') == 'none'
+    assert layers.remat_wrapper('auto')(fn) is fn
+  with pytest.raises(ValueError, match=r"model.remat: expected 'auto'.*"
+                     r"got 'full'"):
+    layers.resolve_remat('full')

@@ -227,6 +227,15 @@ def test_rejects_bad_config(field, value, message):
     _abstract_model(_config(9, **{field: value}))
 
 
+def test_config_remat_auto_resolves_per_backend(monkeypatch):
+  cfg = _config(9)
+  assert cfg.remat == 'auto'
+  # The model names what runs: 'block' on this CPU, 'none' on a GPU.
+  assert _abstract_model(cfg).remat == 'block'
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert _abstract_model(cfg).remat == 'none'
+
+
 def test_torch_chunk_bounds():
   assert tcpformer.torch_chunk_bounds(9, 3) == [(0, 3), (3, 6), (6, 9)]
   assert tcpformer.torch_chunk_bounds(10, 3) == [(0, 4), (4, 8), (8, 10)]

@@ -32,6 +32,7 @@ from l2a_jax import optim
 from l2a_jax import sharding
 from l2a_jax import train
 from l2a_jax.data import skeleton as skeleton_lib
+from l2a_jax.models import layers
 from l2a_jax.benchmark import common
 from l2a_jax.benchmark import linear_products
 from l2a_jax.benchmark import profiling
@@ -318,6 +319,8 @@ def measure_steps(spec: dict[str, Any]) -> dict[str, Any]:
       **common.summarise_times(timing, spec['batch']),
       'compile_s': compile_s,
       'lower_s': lower_s,
+      # What `model.remat` meant on this backend ('auto' resolved).
+      'remat': layers.resolve_remat(model_config.remat),
       'peak_memory_bytes': int(peak) if peak is not None else None,
       'peak_memory_source': ('jax memory_stats peak_bytes_in_use'
                              if peak is not None else None),

@@ -119,7 +119,8 @@ class L2AOptions:
         dim_in=int(cfg.dim_in), dim_out=int(cfg.dim_out),
         dtype=layers.canonical_dtype(cfg.dtype),
         param_dtype=layers.canonical_dtype(cfg.param_dtype),
-        scan_layers=bool(cfg.scan_layers), remat=cfg.remat,
+        scan_layers=bool(cfg.scan_layers),
+        remat=layers.resolve_remat(cfg.remat),
         # Absent in configs written before the field existed: 'auto'.
         attention_impl=layers.check_attention_impl(
             cfg.get('attention_impl', 'auto')),

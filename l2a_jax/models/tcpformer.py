@@ -480,7 +480,8 @@ class TCPFormer(nnx.Module):
         not isinstance(self.scan_unroll, int) or self.scan_unroll < 1):
       raise ValueError('model.scan_unroll: expected an int >= 1, got '
                        f'{self.scan_unroll!r}')
-    self.remat = cfg.remat
+    # 'auto' resolved here, so the attribute names what runs.
+    self.remat = layers.resolve_remat(cfg.remat)
     self.drop_path = float(cfg.drop_path)
     dim, joints = cfg.dim, cfg.num_joints
     kw = dict(dtype=dtype, param_dtype=param_dtype)

@@ -154,6 +154,13 @@ def test_rejects_bad_config(overrides, message):
     l2a_options.L2AOptions.from_config(l2a_testing.model_config(overrides))
 
 
+def test_remat_auto_resolves_at_validation():
+  options = l2a_options.L2AOptions.from_config(
+      l2a_testing.model_config({'remat': 'auto'}))
+  assert options.remat == 'block'  # The CPU's choice (layers.resolve_remat).
+  assert options.scan_remat == 'block'
+
+
 def test_readable_slots():
   cfg = l2a_testing.model_config({'hpa.history': 'last_k', 'hpa.last_k': 2},
                                  depth=5)

@@ -1,4 +1,4 @@
-"""Pools the step times of the rounds in this folder (run_rounds.sh).
+"""Pools the step times of the rounds in a folder (run_rounds.sh here).
 
 python pool.py [FOLDER] (default: this folder; cpu_20261206_auto uses it
 too): per variant (remat_<name> for JAX, torch) the median,

@@ -1,22 +1,21 @@
 """Copies in the compiled TCPFormer gradient's entry computation, per remat.
 
-python saved_stack_copies.py: builds TCPFormer at the CPU table's config
-(depth 4 / dim 64 / T = 27 / batch 4, float32), compiles the gradient of the
-trainer's loss (`benchmark.jax_side.training_loss`) with model.remat 'none'
-and 'block', and counts in the optimised HLO's ENTRY computation the `copy`
-instructions, those whose operand is a broadcast (zero-filled buffers the
-scan then fills), and their bytes.
+python saved_stack_copies.py: the gradient of the trainer's loss for
+TCPFormer at the CPU table's config (depth 4 / dim 64 / T = 27 / batch 4,
+float32; compiled by ../cpu_20261205_rows/weight_gradient_hlo.py's
+`compiled_gradient_hlo`) with model.remat 'none' and 'block'; counts in the
+optimised HLO's ENTRY computation the `copy` instructions, those whose
+operand is a broadcast (zero-filled buffers the scan then fills), and
+their bytes.
 """
+import pathlib
 import re
+import sys
 
-from flax import nnx
 import jax
-import jax.numpy as jnp
 
-from l2a_jax import models
-from l2a_jax.benchmark import cli
-from l2a_jax.benchmark import common
-from l2a_jax.benchmark import jax_side
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'cpu_20261205_rows'))
+import weight_gradient_hlo  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _BYTES = {'f32': 4, 'bf16': 2, 's32': 4, 'u32': 4, 'pred': 1}
 
@@ -31,18 +30,8 @@ def shape_bytes(text: str) -> int:
 
 
 def entry_copies(remat: str) -> dict[str, float]:
-  config = cli.load_config('configs/tcpformer_h36m.py:frames=27')
-  config.model.update(depth=4, dim=64, remat=remat)
-  spec = {'model': config.model.to_dict(),
-          'loss': {n: float(config.loss[n]) for n in cli.LOSS_TERMS},
-          'optim': config.optim.to_dict(), 'batch': 4, 'seed': 0,
-          'dtype': 'float32'}
-  inputs, targets = map(jnp.asarray, common.synthetic_batch(spec))
-  model = models.create_model(jax_side.model_config_for(spec), nnx.Rngs(0))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  grad = jax.jit(jax.grad(lambda p, r, a, b: jax_side.training_loss(
-      graphdef, p, r, a, b, spec['loss'])))
-  hlo = grad.lower(params, rest, inputs, targets).compile().as_text()
+  hlo = weight_gradient_hlo.compiled_gradient_hlo(
+      'configs/tcpformer_h36m.py:frames=27', remat=remat)
   entry = hlo[hlo.index('\nENTRY '):]
   entry = entry[:entry.index('\n}')]
   copies = re.findall(r'= (\S+) copy\((%[^)\s]+)\)', entry)
